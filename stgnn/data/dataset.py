@@ -1,0 +1,162 @@
+"""The in-memory form of a traffic dataset: one series tensor, its mask, its graph."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from stgnn.data.graph import SensorGraph
+
+__all__ = ["TrafficDataset", "derive_timestamps"]
+
+
+@dataclass
+class TrafficDataset:
+    """A multivariate sensor time series on a sensor graph.
+
+    Attributes:
+        name: Dataset name (registry name, or the file stem for a user's own data).
+        series: Readings ``[T, N, F]`` float32.  Missing readings hold 0.
+        mask: ``[T, N]`` bool, False where a reading is missing.
+        timestamps: ``T`` timestamps (a :class:`pandas.DatetimeIndex`).
+        graph: The sensor graph; its node order is the series' node order.
+        interval_minutes: Sampling interval.
+        units: Units of the readings.
+        feature_names: Names of the ``F`` features.
+        source: Where the data comes from.
+        split: Default chronological (train, val, test) fractions.
+        timestamps_derived: True when the files carry no timestamps and they were
+            derived from the documented start date and the step index.
+    """
+
+    name: str
+    series: Tensor
+    mask: Tensor
+    timestamps: pd.DatetimeIndex
+    graph: SensorGraph
+    interval_minutes: int
+    units: str
+    feature_names: tuple[str, ...]
+    source: str
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    timestamps_derived: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.series.dim() != 3:
+            raise ValueError(f"{self.name}: series must be [T, N, F], got {tuple(self.series.shape)}")
+        t, n, f = self.series.shape
+        if tuple(self.mask.shape) != (t, n):
+            raise ValueError(f"{self.name}: mask {tuple(self.mask.shape)} does not match series [T, N] = {(t, n)}")
+        if len(self.timestamps) != t:
+            raise ValueError(f"{self.name}: {len(self.timestamps)} timestamps for {t} steps")
+        if self.graph.num_nodes != n:
+            raise ValueError(f"{self.name}: graph has {self.graph.num_nodes} nodes, series has {n} sensors")
+        if len(self.feature_names) != f:
+            raise ValueError(f"{self.name}: {len(self.feature_names)} feature names for {f} features")
+
+    @property
+    def num_steps(self) -> int:
+        """``T``."""
+        return int(self.series.shape[0])
+
+    @property
+    def num_nodes(self) -> int:
+        """``N``."""
+        return int(self.series.shape[1])
+
+    @property
+    def num_features(self) -> int:
+        """``F``."""
+        return int(self.series.shape[2])
+
+    @property
+    def node_ids(self) -> list[str]:
+        """Sensor ids in node order."""
+        return list(self.graph.node_ids)
+
+    @property
+    def steps_per_day(self) -> int:
+        """Steps in one day."""
+        return int(round(24 * 60 / self.interval_minutes))
+
+    @property
+    def missing_rate(self) -> float:
+        """Fraction of missing readings."""
+        return float(1.0 - self.mask.float().mean().item())
+
+    def __repr__(self) -> str:
+        t, n, f = self.series.shape
+        return (
+            f"TrafficDataset(name={self.name!r}, T={t}, N={n}, F={f}, "
+            f"interval={self.interval_minutes}min, missing={self.missing_rate:.2%})"
+        )
+
+    @staticmethod
+    def from_arrays(
+        name: str,
+        values: np.ndarray,
+        graph: SensorGraph,
+        timestamps: pd.DatetimeIndex,
+        *,
+        interval_minutes: int,
+        units: str,
+        feature_names: tuple[str, ...],
+        source: str,
+        split: tuple[float, float, float] = (0.7, 0.1, 0.2),
+        missing_zero: bool = True,
+        timestamps_derived: bool = False,
+        notes: tuple[str, ...] = (),
+    ) -> TrafficDataset:
+        """Build a dataset from a ``[T, N]`` or ``[T, N, F]`` array.
+
+        NaN readings are missing; with ``missing_zero`` exact zeros are missing too (the
+        METR-LA / PEMS convention).  A node is missing at a step when its first feature is.
+        """
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if arr.ndim != 3:
+            raise ValueError(f"{name}: expected a [T, N] or [T, N, F] array, got shape {arr.shape}")
+        first = arr[:, :, 0]
+        missing = ~np.isfinite(first)
+        if missing_zero:
+            missing |= first == 0
+        arr = np.where(np.isfinite(arr), arr, 0.0)
+        return TrafficDataset(
+            name=name,
+            series=torch.from_numpy(arr.astype(np.float32)),
+            mask=torch.from_numpy(~missing),
+            timestamps=timestamps,
+            graph=graph,
+            interval_minutes=interval_minutes,
+            units=units,
+            feature_names=feature_names,
+            source=source,
+            split=split,
+            timestamps_derived=timestamps_derived,
+            notes=notes,
+        )
+
+
+def derive_timestamps(
+    start: str, steps: int, interval_minutes: int, *, weekdays_only: bool = False
+) -> pd.DatetimeIndex:
+    """Timestamps for a file without them, from its documented start date.
+
+    With ``weekdays_only`` the series is taken to hold whole weekdays back to back
+    (PeMSD7(M): 288 steps per weekday, weekends absent).
+    """
+    freq = pd.Timedelta(minutes=interval_minutes)
+    if not weekdays_only:
+        return pd.date_range(start=start, periods=steps, freq=freq)
+    per_day = int(round(pd.Timedelta(days=1) / freq))
+    days = -(-steps // per_day)
+    day_starts = pd.bdate_range(start=start, periods=days)
+    offsets = pd.timedelta_range(start=0, periods=per_day, freq=freq)
+    stamps = (day_starts.values[:, None] + offsets.values[None, :]).reshape(-1)[:steps]
+    return pd.DatetimeIndex(stamps)

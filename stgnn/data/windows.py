@@ -1,0 +1,255 @@
+"""Sliding windows, chronological splits, covariates and the train-only scaler.
+
+Windows are never materialized: a split is a tensor of window *start* indices
+into one ``[T, N, F]`` tensor, and a batch gathers only its own windows.  The
+scaler is fitted on the steps the training windows cover, ignoring missing
+readings, after the split — never on the whole series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from stgnn.data.dataset import TrafficDataset
+from stgnn.models.base import Batch
+
+__all__ = [
+    "COVARIATES",
+    "StandardScaler",
+    "WindowData",
+    "covariates",
+    "split_windows",
+    "time_of_week_slot",
+]
+
+COVARIATES = ("time_of_day", "day_of_week")
+
+
+def split_windows(
+    num_steps: int, input_len: int, horizon: int, split: Sequence[float]
+) -> dict[str, Tensor]:
+    """Chronological split of all windows into train / val / test start indices.
+
+    Follows DCRNN's convention: with ``S = T - input_len - horizon + 1`` windows,
+    ``test = round(S * split[2])``, ``train = round(S * split[0])``, ``val`` the rest.
+    On METR-LA (T = 34272, 12 + 12, 70/10/20) this gives 23974 / 3425 / 6850.
+
+    Returns:
+        ``{"train", "val", "test"}`` -> ``int64`` tensors of window starts (the index of
+        each window's first input step).
+    """
+    if input_len < 1 or horizon < 1:
+        raise ValueError(f"input_len and horizon must be >= 1, got {input_len}, {horizon}")
+    if len(split) != 3 or any(s < 0 for s in split) or abs(sum(split) - 1.0) > 1e-6:
+        raise ValueError(f"split must be three non-negative fractions summing to 1, got {list(split)}")
+    total = num_steps - input_len - horizon + 1
+    if total < 3:
+        raise ValueError(
+            f"series of {num_steps} steps is too short for windows of {input_len} in + {horizon} out"
+        )
+    n_test = int(round(total * split[2]))
+    n_train = int(round(total * split[0]))
+    n_val = total - n_train - n_test
+    if n_train < 1 or n_val < 0:
+        raise ValueError(f"split {list(split)} leaves no training windows out of {total}")
+    starts = torch.arange(total, dtype=torch.long)
+    return {
+        "train": starts[:n_train],
+        "val": starts[n_train : n_train + n_val],
+        "test": starts[n_train + n_val :],
+    }
+
+
+def time_of_week_slot(timestamps: pd.DatetimeIndex, interval_minutes: int) -> Tensor:
+    """``[T]`` int64 slot index in ``0 .. 7 * steps_per_day - 1`` (Monday 00:00 = 0)."""
+    minutes = timestamps.day_of_week.to_numpy() * 1440 + timestamps.hour.to_numpy() * 60 + timestamps.minute.to_numpy()
+    return torch.from_numpy((minutes // interval_minutes).astype(np.int64))
+
+
+def covariates(timestamps: pd.DatetimeIndex, names: Sequence[str]) -> Tensor:
+    """``[T, C]`` float32 covariates: time of day in [0, 1) and day of week / 7 in [0, 1)."""
+    cols = []
+    for name in names:
+        if name == "time_of_day":
+            seconds = timestamps.hour * 3600 + timestamps.minute * 60 + timestamps.second
+            cols.append(np.asarray(seconds, dtype=np.float64) / 86400.0)
+        elif name == "day_of_week":
+            cols.append(np.asarray(timestamps.day_of_week, dtype=np.float64) / 7.0)
+        else:
+            raise ValueError(f"unknown covariate {name!r}; known: {', '.join(COVARIATES)}")
+    if not cols:
+        return torch.zeros(len(timestamps), 0)
+    return torch.from_numpy(np.stack(cols, axis=1).astype(np.float32))
+
+
+@dataclass
+class StandardScaler:
+    """Per-feature z-score ``(x - mean) / std``; fit on observed training readings only.
+
+    Attributes:
+        mean: ``[F]``.
+        std: ``[F]`` (1 where a feature is constant, so the transform stays finite).
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    @classmethod
+    def fit(cls, series: Tensor, mask: Tensor) -> StandardScaler:
+        """Fit on ``series [T, N, F]`` where ``mask [T, N]`` is True."""
+        observed = series[mask]  # [M, F]
+        if observed.shape[0] == 0:
+            raise ValueError("cannot fit the scaler: the training period has no observed readings")
+        values = observed.double()
+        mean = values.mean(dim=0)
+        std = values.std(dim=0, unbiased=False)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        return cls(mean.float(), std.float())
+
+    def transform(self, x: Tensor) -> Tensor:
+        """Scale ``x [..., F]``."""
+        return (x - self.mean.to(x)) / self.std.to(x)
+
+    def inverse(self, x: Tensor) -> Tensor:
+        """Undo :meth:`transform`."""
+        return x * self.std.to(x) + self.mean.to(x)
+
+    def state_dict(self) -> dict[str, list[float]]:
+        """Plain-list form for checkpoints and JSON."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, list[float]]) -> StandardScaler:
+        """Inverse of :meth:`state_dict`."""
+        return cls(torch.tensor(state["mean"]), torch.tensor(state["std"]))
+
+
+class WindowData:
+    """Model-ready windows over one dataset, without copying windows.
+
+    Holds three full-length tensors: the model inputs ``[T, N, F_in]`` (scaled readings
+    followed by covariates), the raw targets ``[T, N, F_out]`` and their scaled copy,
+    plus the mask.  A batch is gathered from window starts on demand.
+
+    Args:
+        dataset: The dataset.
+        input_len: Input steps per window.
+        horizon: Forecast steps per window.
+        split: Chronological fractions (default: the dataset's own).
+        covariate_names: Covariates appended to the inputs.
+        input_features: Indices of the reading features fed to the model (default all).
+        target_features: Indices of the features to forecast (default ``[0]``).
+        scaler: A fitted scaler to reuse (e.g. from a checkpoint); default: fit on train.
+    """
+
+    def __init__(
+        self,
+        dataset: TrafficDataset,
+        *,
+        input_len: int = 12,
+        horizon: int = 12,
+        split: Sequence[float] | None = None,
+        covariate_names: Sequence[str] = ("time_of_day",),
+        input_features: Sequence[int] | None = None,
+        target_features: Sequence[int] = (0,),
+        scaler: StandardScaler | None = None,
+    ) -> None:
+        nf = dataset.num_features
+        tf = list(target_features)
+        feats = list(range(nf)) if input_features is None else list(input_features)
+        for name, idx in (("input_features", feats), ("target_features", tf)):
+            bad = [i for i in idx if not 0 <= i < nf]
+            if bad or not idx:
+                raise ValueError(f"{name} {idx} out of range for {nf} features {dataset.feature_names}")
+        if feats[: len(tf)] != tf:
+            # Models read the latest observation of the targets from the leading inputs.
+            raise ValueError(f"input_features {feats} must start with the target_features {tf}")
+        self.dataset = dataset
+        self.input_len = input_len
+        self.horizon = horizon
+        self.splits = split_windows(dataset.num_steps, input_len, horizon, split or dataset.split)
+        # Steps covered by training windows (their inputs and targets): the only
+        # steps the scaler may see.
+        self.train_end = int(self.splits["train"][-1]) + input_len + horizon
+        series = dataset.series
+        if scaler is None:
+            scaler = StandardScaler.fit(series[: self.train_end], dataset.mask[: self.train_end])
+        self.scaler = scaler
+        scaled = scaler.transform(series)
+        cov = covariates(dataset.timestamps, covariate_names)
+        n = dataset.num_nodes
+        self.inputs = torch.cat(
+            [scaled[:, :, feats], cov[:, None, :].expand(-1, n, -1)], dim=-1
+        ).contiguous()
+        self.target_features = tf
+        self.targets = series[:, :, tf].contiguous()
+        self.targets_scaled = scaled[:, :, tf].contiguous()
+        self.mask = dataset.mask
+        self.slot = time_of_week_slot(dataset.timestamps, dataset.interval_minutes)
+        self.target_scaler = StandardScaler(scaler.mean[tf], scaler.std[tf])
+        self._in_offsets = torch.arange(input_len)
+        self._out_offsets = torch.arange(input_len, input_len + horizon)
+
+    @property
+    def in_channels(self) -> int:
+        """``F_in``: reading features plus covariates."""
+        return int(self.inputs.shape[-1])
+
+    @property
+    def out_channels(self) -> int:
+        """``F_out``."""
+        return len(self.target_features)
+
+    def num_windows(self, split: str) -> int:
+        """Windows in ``split``."""
+        return int(self.splits[split].numel())
+
+    def batch(self, starts: Tensor) -> Batch:
+        """Gather the windows starting at ``starts [B]``.
+
+        Forecast steps past the end of the series (forecasting the future) get
+        ``mask = False`` and time slots extrapolated from the last timestamp.
+        """
+        x_idx = starts[:, None] + self._in_offsets  # [B, T_in]
+        y_idx = starts[:, None] + self._out_offsets  # [B, H]
+        last = self.targets.shape[0] - 1
+        inside = y_idx <= last
+        y_at = y_idx.clamp(max=last)
+        slots_per_week = 7 * self.dataset.steps_per_day
+        return Batch(
+            x=self.inputs[x_idx],
+            y=self.targets[y_at],
+            y_scaled=self.targets_scaled[y_at],
+            mask=self.mask[y_at] & inside.unsqueeze(-1),
+            start=y_idx[:, 0],
+            slot=torch.where(inside, self.slot[y_at], (self.slot[last] + y_idx - last) % slots_per_week),
+            x_mask=self.mask[x_idx],
+        )
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """Iterate over ``split`` in mini-batches (shuffled with ``generator`` if asked)."""
+        starts = self.splits[split]
+        if shuffle:
+            starts = starts[torch.randperm(starts.numel(), generator=generator)]
+        stop = starts.numel() - (starts.numel() % batch_size if drop_last else 0)
+        for i in range(0, stop, batch_size):
+            yield self.batch(starts[i : i + batch_size])
+
+    def train_period(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Scaled targets, mask and time-of-week slots of the training period."""
+        end = self.train_end
+        return self.targets_scaled[:end], self.mask[:end], self.slot[:end]

@@ -1,0 +1,140 @@
+"""Masked MAE / RMSE / MAPE that accumulate sums and counts, then divide once.
+
+The mean of per-batch RMSEs is not the RMSE of the set, and the mean of per-batch
+MAEs is wrong when batches hold different numbers of observed readings; so
+:class:`MaskedMetrics` keeps per-horizon sums of absolute, squared and absolute
+percentage errors and the number of readings behind them, and divides at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["MaskedMetrics", "masked_mae_loss", "valid_mask"]
+
+
+def valid_mask(target: Tensor, mask: Tensor | None, null_value: float | None) -> Tensor:
+    """Readings that count: ``mask`` (broadcast over features) and ``target != null_value``.
+
+    Args:
+        target: ``[B, H, N, F]``.
+        mask: ``[B, H, N]`` bool or ``None``.
+        null_value: Readings equal to this are treated as missing (``None``: no null value).
+    """
+    valid = torch.isfinite(target)
+    if mask is not None:
+        valid = valid & mask.unsqueeze(-1)
+    if null_value is not None:
+        valid = valid & (target != null_value)
+    return valid
+
+
+def masked_mae_loss(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = 0.0
+) -> Tensor:
+    """Mean absolute error over valid readings; 0 (with gradient) when none is valid."""
+    valid = valid_mask(target, mask, null_value)
+    err = torch.where(valid, (pred - target).abs(), torch.zeros_like(pred))
+    return err.sum() / valid.sum().clamp(min=1)
+
+
+class MaskedMetrics:
+    """Accumulates masked MAE, RMSE and MAPE per horizon over a whole evaluation set.
+
+    Args:
+        horizons: 1-based horizons to report (default 3, 6, 12 = 15/30/60 min at 5 min).
+        null_value: Target value that marks a missing reading (default 0).
+
+    Example:
+        >>> m = MaskedMetrics(horizons=(1,))
+        >>> m.update(torch.tensor([[[[1.0]], [[3.0]]]]), torch.tensor([[[[2.0]], [[2.0]]]]))
+        >>> m.compute()["average"]["mae"]
+        1.0
+    """
+
+    def __init__(self, horizons: Sequence[int] = (3, 6, 12), null_value: float | None = 0.0) -> None:
+        self.horizons = tuple(int(h) for h in horizons)
+        self.null_value = null_value
+        self._abs: Tensor | None = None
+        self._sq: Tensor | None = None
+        self._ape: Tensor | None = None
+        self._n: Tensor | None = None
+        self._n_ape: Tensor | None = None
+
+    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
+        """Add a batch: ``pred`` and ``target`` ``[B, H, N, F]`` (raw units), ``mask [B, H, N]``."""
+        if pred.shape != target.shape:
+            raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+        pred, target = pred.detach().double(), target.detach().double()
+        valid = valid_mask(target, None if mask is None else mask.detach(), self.null_value)
+        err = torch.where(valid, pred - target, torch.zeros_like(pred))
+        nonzero = valid & (target.abs() > 1e-8)  # MAPE is undefined at a true 0
+        ape = torch.where(nonzero, err.abs() / target.abs().clamp(min=1e-8), torch.zeros_like(pred))
+        dims = [d for d in range(pred.dim()) if d != 1]  # keep the horizon axis
+        sums = (
+            err.abs().sum(dims),
+            (err * err).sum(dims),
+            ape.sum(dims),
+            valid.sum(dims).double(),
+            nonzero.sum(dims).double(),
+        )
+        if self._abs is None:
+            self._abs, self._sq, self._ape, self._n, self._n_ape = (s.cpu() for s in sums)
+        else:
+            assert self._sq is not None and self._ape is not None
+            assert self._n is not None and self._n_ape is not None
+            if sums[0].shape != self._abs.shape:
+                raise ValueError(f"horizon length changed from {self._abs.shape[0]} to {sums[0].shape[0]}")
+            self._abs += sums[0].cpu()
+            self._sq += sums[1].cpu()
+            self._ape += sums[2].cpu()
+            self._n += sums[3].cpu()
+            self._n_ape += sums[4].cpu()
+
+    @staticmethod
+    def _finish(abs_: Tensor, sq: Tensor, ape: Tensor, n: Tensor, n_ape: Tensor) -> dict[str, float | None]:
+        count, count_ape = float(n.sum()), float(n_ape.sum())
+        if count == 0:
+            return {"mae": None, "rmse": None, "mape": None, "count": 0}
+        return {
+            "mae": float(abs_.sum()) / count,
+            "rmse": (float(sq.sum()) / count) ** 0.5,
+            "mape": 100.0 * float(ape.sum()) / count_ape if count_ape else None,
+            "count": int(count),
+        }
+
+    def compute(self) -> dict[str, dict[str, float | None]]:
+        """``{"3": {...}, "6": {...}, "12": {...}, "average": {...}}``; MAPE in percent.
+
+        ``average`` pools every forecast step.  A set with no valid reading gives
+        ``None`` values (never NaN or inf).
+        """
+        if self._abs is None:
+            empty: dict[str, float | None] = {"mae": None, "rmse": None, "mape": None, "count": 0}
+            return {**{str(h): dict(empty) for h in self.horizons}, "average": dict(empty)}
+        assert self._sq is not None and self._ape is not None
+        assert self._n is not None and self._n_ape is not None
+        steps = self._abs.shape[0]
+        out: dict[str, dict[str, float | None]] = {}
+        for h in self.horizons:
+            if not 1 <= h <= steps:
+                raise ValueError(f"horizon {h} outside the forecast length {steps}")
+            i = slice(h - 1, h)
+            out[str(h)] = self._finish(self._abs[i], self._sq[i], self._ape[i], self._n[i], self._n_ape[i])
+        out["average"] = self._finish(self._abs, self._sq, self._ape, self._n, self._n_ape)
+        return out
+
+    def per_step(self) -> list[dict[str, float | None]]:
+        """Metrics for every forecast step 1..H (for error-by-horizon plots)."""
+        if self._abs is None:
+            return []
+        assert self._sq is not None and self._ape is not None
+        assert self._n is not None and self._n_ape is not None
+        return [
+            self._finish(self._abs[i : i + 1], self._sq[i : i + 1], self._ape[i : i + 1],
+                         self._n[i : i + 1], self._n_ape[i : i + 1])
+            for i in range(self._abs.shape[0])
+        ]

@@ -1,0 +1,124 @@
+"""The contract every forecasting model in :data:`stgnn.models.MODELS` follows.
+
+A model maps ``x: [B, T_in, N, F_in]`` (scaled readings plus covariates) and a
+graph given as ``edge_index [2, E]`` / ``edge_weight [E]`` to a forecast
+``[B, H, N, F_out]`` in the *scaled* space of the target features.  The trainer
+inverts the scaling before computing masked metrics on the raw values.
+
+Models are built from a :class:`ModelSpec` (values derived from the dataset,
+never from a config) plus the model's own keyword hyper-parameters (the
+``[model]`` table of a TOML config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Batch", "Forecaster", "ModelSpec"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Sizes a model needs, derived from the dataset and the window settings.
+
+    Attributes:
+        num_nodes: Number of sensors ``N``.
+        in_channels: Input features per node and step ``F_in`` (readings + covariates).
+        out_channels: Forecast features per node and step ``F_out``.
+        input_len: Input window length ``T_in``.
+        horizon: Number of forecast steps ``H``.
+        steps_per_day: Steps in one day (288 for 5-minute data).
+    """
+
+    num_nodes: int
+    in_channels: int
+    out_channels: int
+    input_len: int = 12
+    horizon: int = 12
+    steps_per_day: int = 288
+
+
+@dataclass
+class Batch:
+    """One mini-batch of windows.
+
+    Attributes:
+        x: Scaled inputs ``[B, T_in, N, F_in]``.
+        y: Raw (unscaled) targets ``[B, H, N, F_out]``.
+        y_scaled: Scaled targets ``[B, H, N, F_out]`` (teacher forcing).
+        mask: ``[B, H, N]``, True where the target reading exists.
+        start: ``[B]`` index (into the series) of the first forecast step.
+        slot: ``[B, H]`` time-of-week slot (``0 .. 7 * steps_per_day - 1``) of each
+            forecast step, for seasonal baselines.
+        x_mask: ``[B, T_in, N]``, True where an input reading exists (None: all observed).
+    """
+
+    x: Tensor
+    y: Tensor
+    y_scaled: Tensor
+    mask: Tensor
+    start: Tensor
+    slot: Tensor
+    x_mask: Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        """Move every tensor to ``device``."""
+        return Batch(
+            self.x.to(device, non_blocking=True),
+            self.y.to(device, non_blocking=True),
+            self.y_scaled.to(device, non_blocking=True),
+            self.mask.to(device, non_blocking=True),
+            self.start.to(device, non_blocking=True),
+            self.slot.to(device, non_blocking=True),
+            None if self.x_mask is None else self.x_mask.to(device, non_blocking=True),
+        )
+
+
+class Forecaster(nn.Module):
+    """Base class of the registered models.
+
+    Subclasses implement ``forward(x, edge_index, edge_weight=None, **kw)`` returning
+    ``[B, H, N, F_out]``.  Two hooks adapt a model to the trainer:
+
+    * :meth:`forecast` turns a :class:`Batch` into a forecast.  The default calls
+      ``forward`` on ``batch.x``; sequence-to-sequence models with teacher forcing
+      override it to pass ``targets`` while training.
+    * :meth:`fit_statistics` lets non-gradient models (historical average) fit on
+      the training split.  ``trainable = False`` tells the trainer to skip the
+      gradient loop.
+    """
+
+    trainable: ClassVar[bool] = True
+
+    def forecast(
+        self,
+        batch: Batch,
+        edge_index: Tensor,
+        edge_weight: Tensor | None = None,
+        *,
+        teacher_forcing: float = 0.0,
+    ) -> Tensor:
+        """Forecast ``[B, H, N, F_out]`` (scaled) for ``batch``.
+
+        Args:
+            batch: The mini-batch.
+            edge_index: ``[2, E]`` graph connectivity.
+            edge_weight: ``[E]`` edge weights or ``None``.
+            teacher_forcing: Probability of feeding ground truth to a decoder (training only).
+        """
+        return self(batch.x, edge_index, edge_weight)
+
+    def fit_statistics(self, series: Tensor, mask: Tensor, slot: Tensor) -> None:
+        """Fit non-gradient parameters on the training period.
+
+        Args:
+            series: Scaled target features of the training period ``[T_train, N, F_out]``.
+            mask: ``[T_train, N]``, True where a reading exists.
+            slot: ``[T_train]`` time-of-week slot of every step.
+
+        The default does nothing.
+        """

@@ -1,0 +1,42 @@
+"""Horizon tables: our metrics beside the published ones, as Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stgnn.published import Published
+
+__all__ = ["horizon_table"]
+
+_LABELS = {"3": "@3 (15 min)", "6": "@6 (30 min)", "12": "@12 (60 min)", "average": "average 1-12"}
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def horizon_table(horizons: dict[str, dict[str, Any]], published: Published | None = None,
+                  interval_minutes: int = 5) -> str:
+    """Markdown table of MAE / RMSE / MAPE per horizon, ours and (where known) published.
+
+    Args:
+        horizons: The ``"horizons"`` part of ``metrics.json``.
+        published: Published numbers for the same model and dataset, or ``None``.
+        interval_minutes: Step length, for the horizon labels.
+    """
+    lines = [
+        "| horizon | ours MAE | ours RMSE | ours MAPE % | published MAE | published RMSE | published MAPE % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, row in horizons.items():
+        label = _LABELS.get(key, key) if interval_minutes == 5 else (
+            key if key == "average" else f"@{key} ({int(key) * interval_minutes} min)")
+        pub = published.horizons.get(key) if published else None
+        pub_cells = [_fmt(v) for v in pub] if pub else ["-", "-", "-"]
+        lines.append(
+            f"| {label} | {_fmt(row.get('mae'))} | {_fmt(row.get('rmse'))} | {_fmt(row.get('mape'))} | "
+            + " | ".join(pub_cells) + " |"
+        )
+    if published:
+        lines.append(f"\nPublished: {published.source}.")
+    return "\n".join(lines)
