@@ -23,29 +23,24 @@ import pandas as pd
 import torch
 
 from stgnn.data.download import MissingFilesError, download_dataset, verify_dataset
-from stgnn.data.registry import DATASETS, get_info, resolve_root
+from stgnn.data.registry import DATASETS, resolve_root
 from stgnn.metrics import MaskedMetrics
 from stgnn.models import MODELS
 from stgnn.published import published_for
 from stgnn.report import horizon_table
+from stgnn.reproduce import CONFIG_DIR, available_configs, dataset_present, reproduce
 from stgnn.training.checkpoint import write_json
 from stgnn.training.config import RunConfig, load_config
 from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint
 
 __all__ = ["main"]
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 DEFAULT_MODEL = "lstm"
-
-
-def _present(name: str, root: Path) -> bool:
-    info = get_info(name)
-    return all((root / name / f.name).is_file() for f in info.files if f.required)
 
 
 def default_dataset(root: Path) -> str:
     """METR-LA when its files are under ``root``, else Los-loop (a real METR-LA week)."""
-    return "metr-la" if _present("metr-la", root) else "los-loop"
+    return "metr-la" if dataset_present("metr-la", root) else "los-loop"
 
 
 # --------------------------------------------------------------------------- datasets
@@ -60,7 +55,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
                 f"{x.name}: {x.url or x.note}" for x in info.files if x.required and
                 not (root / name / x.name).is_file()
             ) or "-"
-            print(f"{name:<10} {f'{t} x {n} x {f}':<18} {'yes' if _present(name, root) else 'no':<8} {where}")
+            print(f"{name:<10} {f'{t} x {n} x {f}':<18} {'yes' if dataset_present(name, root) else 'no':<8} {where}")
         return 0
     if args.name is None:
         raise SystemExit(f"stgnn datasets {args.action}: give a dataset name ({', '.join(DATASETS)})")
@@ -140,6 +135,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    root = resolve_root(args.data_dir)
+    if args.all:
+        jobs = [(m, d) for m, d in available_configs() if dataset_present(d, root)]
+        if not jobs:
+            raise SystemExit(f"no dataset with a config is present under {root}")
+        print("will run: " + ", ".join(f"{m}/{d}" for m, d in jobs))
+    elif args.model and args.dataset:
+        if not (CONFIG_DIR / args.model / f"{args.dataset}.toml").is_file():
+            known = ", ".join(f"{m}/{d}" for m, d in available_configs())
+            raise SystemExit(f"no config experiments/configs/{args.model}/{args.dataset}.toml; have: {known}")
+        jobs = [(args.model, args.dataset)]
+    else:
+        raise SystemExit("stgnn reproduce: give MODEL DATASET, or --all")
+    for model, dataset in jobs:
+        record = reproduce(model, dataset, root=root, epochs=args.epochs, device=args.device,
+                           progress=not args.quiet, runs_dir=args.runs_dir)
+        published = published_for(dataset, model)
+        print(f"\n{model} on {dataset}: {record['wall_seconds'] / 60:.1f} min on {record['device']}\n")
+        print(horizon_table(record["horizons"], published))
+    print("\nupdated experiments/results/RESULTS.md")
+    return 0
+
+
 # --------------------------------------------------------------------------- evaluate / predict / plot
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     exp, _ = experiment_from_checkpoint(args.checkpoint, args.data_dir, args.device)
@@ -164,7 +183,8 @@ def _window_starts_for(exp: Experiment, stamps: Sequence[str]) -> tuple[list[pd.
                              f"({index[0]} .. {index[-1]}, every {exp.dataset.interval_minutes} min)")
         start = pos - exp.spec.input_len + 1
         if start < 0:
-            raise SystemExit(f"--at {text}: needs {exp.spec.input_len} steps of history; earliest is {index[exp.spec.input_len - 1]}")
+            raise SystemExit(f"--at {text}: needs {exp.spec.input_len} steps of history; "
+                             f"earliest is {index[exp.spec.input_len - 1]}")
         starts.append(start)
         origins.append(ts)
     return origins, torch.tensor(starts, dtype=torch.long)
@@ -294,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--zero-is-missing", action="store_true", help="treat zeros in --series as missing")
     common(t)
     t.set_defaults(func=_cmd_train)
+
+    r = sub.add_parser("reproduce", help="run a paper config and record ours vs published")
+    r.add_argument("model", nargs="?", choices=sorted(MODELS))
+    r.add_argument("dataset", nargs="?", choices=list(DATASETS))
+    r.add_argument("--all", action="store_true", help="every config whose dataset is present")
+    r.add_argument("--epochs", type=int, help="override the paper's epochs (recorded in the results)")
+    r.add_argument("--device", default=None)
+    r.add_argument("--runs-dir", default="runs/reproduce", help="where run directories go")
+    common(r)
+    r.set_defaults(func=_cmd_reproduce)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint")
     e.add_argument("--checkpoint", required=True)

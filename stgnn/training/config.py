@@ -63,10 +63,12 @@ class TrainConfig:
         epochs: Maximum epochs.
         batch_size: Training batch size.
         eval_batch_size: Validation / test batch size.
-        lr: Adam learning rate.
-        weight_decay: Adam weight decay (L2).
-        adam_eps: Adam epsilon.
-        lr_schedule: ``none``, ``multistep`` (``lr_milestones`` / ``lr_gamma``) or ``cosine``.
+        optimizer: ``adam``, ``adamw`` or ``rmsprop``.
+        lr: Learning rate.
+        weight_decay: Weight decay (L2; decoupled for ``adamw``).
+        adam_eps: Optimizer epsilon.
+        lr_schedule: ``none``, ``multistep`` (``lr_milestones`` / ``lr_gamma``), ``step``
+            (multiply by ``lr_gamma`` every ``lr_step`` epochs) or ``cosine``.
         lr_milestones: Epochs at which ``multistep`` multiplies the LR by ``lr_gamma``.
         lr_gamma: Multiplicative LR decay.
         clip_grad_norm: Max gradient norm (0 disables clipping).
@@ -87,12 +89,14 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 64
     eval_batch_size: int = 64
+    optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
     adam_eps: float = 1e-8
     lr_schedule: str = "none"
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
+    lr_step: int = 10
     clip_grad_norm: float = 5.0
     patience: int = 10
     seed: int = 0

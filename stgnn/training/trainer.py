@@ -39,6 +39,7 @@ from stgnn.training.checkpoint import (
 from stgnn.training.config import RunConfig, to_toml
 
 __all__ = [
+    "OPTIMIZERS",
     "TEACHER_FORCING",
     "Experiment",
     "Trainer",
@@ -63,6 +64,12 @@ def _inverse_sigmoid(step: int, tau: float) -> float:
     """DCRNN's scheduled sampling: P(ground truth) = tau / (tau + exp(step / tau))."""
     return tau / (tau + math.exp(min(step / tau, 700.0)))
 
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+}
 
 TEACHER_FORCING: dict[str, Callable[[int, float], float]] = {
     "none": lambda step, tau: 0.0,
@@ -199,9 +206,11 @@ class Trainer:
             torch.set_num_threads(tc.num_threads)
         if tc.teacher_forcing not in TEACHER_FORCING:
             raise ValueError(f"train.teacher_forcing {tc.teacher_forcing!r}; known: {', '.join(TEACHER_FORCING)}")
+        if tc.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optimizer {tc.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         params = [p for p in exp.model.parameters() if p.requires_grad]
         self.optimizer = (
-            torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
+            OPTIMIZERS[tc.optimizer](params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
             if exp.model.trainable and params else None
         )
         self.scheduler = self._make_scheduler()
@@ -220,9 +229,11 @@ class Trainer:
             return None
         if tc.lr_schedule == "multistep":
             return torch.optim.lr_scheduler.MultiStepLR(self.optimizer, tc.lr_milestones, tc.lr_gamma)
+        if tc.lr_schedule == "step":
+            return torch.optim.lr_scheduler.StepLR(self.optimizer, tc.lr_step, tc.lr_gamma)
         if tc.lr_schedule == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, max(tc.epochs, 1))
-        raise ValueError(f"train.lr_schedule {tc.lr_schedule!r}; known: none, multistep, cosine")
+        raise ValueError(f"train.lr_schedule {tc.lr_schedule!r}; known: none, multistep, step, cosine")
 
     # ----------------------------------------------------------------- checkpoint
     @property

@@ -5,7 +5,8 @@ from stgnn.training.config import RunConfig, load_config, to_toml
 
 def test_toml_overrides_only_what_it_names(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('model = "lstm"\n[train]\nlr = 0.01\nlr_milestones = [20, 30]\n[model_params]\nhidden_channels = 8\n')
+    path.write_text('model = "lstm"\n[train]\nlr = 0.01\nlr_milestones = [20, 30]\n'
+                    '[model_params]\nhidden_channels = 8\n')
     cfg = load_config(path)
     assert cfg.train.lr == 0.01 and cfg.train.lr_milestones == [20, 30]
     assert cfg.train.batch_size == 64  # default kept

@@ -1,0 +1,172 @@
+"""Reproduce published results: run a model × dataset config and record ours vs published.
+
+``stgnn reproduce MODEL DATASET`` trains with ``experiments/configs/MODEL/DATASET.toml``
+and writes ``experiments/results/DATASET/MODEL.md`` (the horizon table, the command,
+device and wall time) plus a ``.json`` twin; ``experiments/results/RESULTS.md`` is then
+regenerated from every ``.json`` there, so the summary always matches the runs behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from stgnn.data.registry import DATASETS, get_info
+from stgnn.published import published_for
+from stgnn.report import horizon_table
+from stgnn.training.checkpoint import atomic_write_text, write_json
+from stgnn.training.config import RunConfig, load_config
+from stgnn.training.trainer import Experiment, Trainer
+
+__all__ = ["CONFIG_DIR", "RESULTS_DIR", "available_configs", "reproduce", "write_summary"]
+
+_REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = _REPO / "experiments" / "configs"
+RESULTS_DIR = _REPO / "experiments" / "results"
+
+
+def available_configs(config_dir: Path = CONFIG_DIR) -> list[tuple[str, str]]:
+    """Every ``(model, dataset)`` with a config file."""
+    return sorted(
+        (p.parent.name, p.stem) for p in config_dir.glob("*/*.toml") if p.stem in DATASETS
+    )
+
+
+def dataset_present(name: str, root: Path) -> bool:
+    """Whether every required file of ``name`` is under ``root``."""
+    return all((root / name / f.name).is_file() for f in get_info(name).files if f.required)
+
+
+def reproduce(
+    model: str,
+    dataset: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    runs_dir: str | os.PathLike[str] = "runs/reproduce",
+    results_dir: str | os.PathLike[str] = RESULTS_DIR,
+    epochs: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` on ``dataset`` with its paper config and record the comparison.
+
+    Args:
+        model: Registered model name.
+        dataset: Registered dataset name.
+        root: Data root.
+        runs_dir: Where the run directory (checkpoint, logs) goes.
+        results_dir: Where the Markdown / JSON results go.
+        epochs: Override the config's epochs (recorded as a deviation).
+        device: Override the device.
+        progress: Progress bars.
+        command: The command line to record (default: this process's argv).
+
+    Returns:
+        The JSON record written next to the Markdown table.
+    """
+    path = CONFIG_DIR / model / f"{dataset}.toml"
+    cfg = load_config(path, RunConfig(model=model, dataset=dataset))
+    cfg.model, cfg.dataset = model, dataset
+    overrides = {}
+    if epochs is not None:
+        cfg.train.epochs = overrides["epochs"] = epochs
+    if device is not None:
+        cfg.train.device = overrides["device"] = device
+    run_dir = Path(runs_dir) / f"{model}-{dataset}"
+    start = time.perf_counter()
+    exp = Experiment.build(cfg, root)
+    result = Trainer(exp, run_dir, progress=progress).fit(resume=(run_dir / "checkpoint.pt").exists())
+    wall = time.perf_counter() - start
+    published = published_for(dataset, model)
+    env = json.loads((run_dir / "environment.json").read_text())
+    record = {
+        "model": model,
+        "dataset": dataset,
+        "command": command or shlex.join(["stgnn", *sys.argv[1:]]),
+        "config": str(path.relative_to(_REPO)) if path.is_relative_to(_REPO) else str(path),
+        "overrides": overrides,
+        "device": env.get("cuda_device") or env["device"],
+        "torch": env["packages"].get("torch"),
+        "threads": env.get("torch_threads"),
+        "git_commit": env.get("git_commit"),
+        "wall_seconds": round(wall, 1),
+        "epochs_run": result["epochs_run"],
+        "best_epoch": result["best_epoch"],
+        "num_parameters": result["num_parameters"],
+        "horizons": result["horizons"],
+        "published": None if published is None else {"horizons": published.horizons, "source": published.source},
+    }
+    out = Path(results_dir) / dataset
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{model}.json", record)
+    lines = [
+        f"# {model} on {dataset}",
+        "",
+        f"- Command: `{record['command']}`",
+        f"- Config: `{record['config']}`" + (f" with overrides {overrides}" if overrides else ""),
+        f"- Device: {record['device']} ({record['threads']} threads), torch {record['torch']}",
+        f"- Wall time: {wall / 60:.1f} min; epochs run {result['epochs_run']} (best {result['best_epoch']})",
+        f"- Parameters: {result['num_parameters']:,}",
+        f"- Commit: {record['git_commit']}",
+        "",
+        horizon_table(result["horizons"], published, exp.dataset.interval_minutes),
+        "",
+    ]
+    atomic_write_text(out / f"{model}.md", "\n".join(lines))
+    write_summary(Path(results_dir))
+    return record
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    if not row or row.get("mae") is None:
+        return "-"
+    mape = row.get("mape")
+    return f"{row['mae']:.2f} / {row['rmse']:.2f} / {'-' if mape is None else f'{mape:.2f}'}"
+
+
+def _pub_cell(cell: list[float | None] | None) -> str:
+    if not cell:
+        return "-"
+    return " / ".join("-" if v is None else f"{v:.2f}" for v in cell)
+
+
+def write_summary(results_dir: Path = RESULTS_DIR) -> Path:
+    """Regenerate ``RESULTS.md`` from every ``DATASET/MODEL.json`` under ``results_dir``."""
+    records = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*/*.json"))]
+    lines = [
+        "# Results",
+        "",
+        "Generated by `stgnn reproduce` from the `.json` files beside this one; each row links the",
+        "command that produced it. Cells are MAE / RMSE / MAPE % on the test split (masked, null 0).",
+        "",
+    ]
+    for dataset in sorted({r["dataset"] for r in records}):
+        lines += [
+            f"## {dataset}",
+            "",
+            "| model | @3 ours | @6 ours | @12 ours | avg ours | @3 published | @6 published | @12 published "
+            "| avg published | epochs | wall | device | command |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in sorted((r for r in records if r["dataset"] == dataset), key=lambda r: r["model"]):
+            pub = (r.get("published") or {}).get("horizons", {})
+            h = r["horizons"]
+            lines.append(
+                f"| [{r['model']}]({dataset}/{r['model']}.md) | {_cell(h.get('3'))} | {_cell(h.get('6'))} | "
+                f"{_cell(h.get('12'))} | {_cell(h.get('average'))} | {_pub_cell(pub.get('3'))} | "
+                f"{_pub_cell(pub.get('6'))} | {_pub_cell(pub.get('12'))} | {_pub_cell(pub.get('average'))} | "
+                f"{r['epochs_run']} | {r['wall_seconds'] / 60:.1f} min | {r['device']} | `{r['command']}` |"
+            )
+        lines.append("")
+    notes = results_dir / "NOTES.md"
+    if notes.is_file():  # hand-written analysis of the numbers above
+        lines += [notes.read_text().rstrip(), ""]
+    path = results_dir / "RESULTS.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
