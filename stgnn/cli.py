@@ -150,8 +150,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     else:
         raise SystemExit("stgnn reproduce: give MODEL DATASET, or --all")
     for model, dataset in jobs:
-        record = reproduce(model, dataset, root=root, epochs=args.epochs, device=args.device,
-                           progress=not args.quiet, runs_dir=args.runs_dir)
+        record = reproduce(model, dataset, root=root, progress=not args.quiet, runs_dir=args.runs_dir,
+                           train_overrides={"epochs": args.epochs, "device": args.device})
         published = published_for(dataset, model)
         print(f"\n{model} on {dataset}: {record['wall_seconds'] / 60:.1f} min on {record['device']}\n")
         print(horizon_table(record["horizons"], published))

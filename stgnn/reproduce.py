@@ -49,8 +49,7 @@ def reproduce(
     root: str | os.PathLike[str] | None = None,
     runs_dir: str | os.PathLike[str] = "runs/reproduce",
     results_dir: str | os.PathLike[str] = RESULTS_DIR,
-    epochs: int | None = None,
-    device: str | None = None,
+    train_overrides: dict[str, Any] | None = None,
     progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
@@ -62,8 +61,8 @@ def reproduce(
         root: Data root.
         runs_dir: Where the run directory (checkpoint, logs) goes.
         results_dir: Where the Markdown / JSON results go.
-        epochs: Override the config's epochs (recorded as a deviation).
-        device: Override the device.
+        train_overrides: ``[train]`` values that replace the config's (e.g. ``epochs``,
+            ``device``); recorded in the results as deviations from the paper config.
         progress: Progress bars.
         command: The command line to record (default: this process's argv).
 
@@ -73,11 +72,10 @@ def reproduce(
     path = CONFIG_DIR / model / f"{dataset}.toml"
     cfg = load_config(path, RunConfig(model=model, dataset=dataset))
     cfg.model, cfg.dataset = model, dataset
-    overrides = {}
-    if epochs is not None:
-        cfg.train.epochs = overrides["epochs"] = epochs
-    if device is not None:
-        cfg.train.device = overrides["device"] = device
+    overrides = {k: v for k, v in (train_overrides or {}).items() if v is not None}
+    if overrides:
+        cfg = RunConfig.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], **overrides}},
+                                  source="overrides")
     run_dir = Path(runs_dir) / f"{model}-{dataset}"
     start = time.perf_counter()
     exp = Experiment.build(cfg, root)
