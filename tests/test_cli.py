@@ -4,8 +4,8 @@ import json
 
 import pandas as pd
 import pytest
-
 import standins
+
 from stgnn.cli import main
 
 

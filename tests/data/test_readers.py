@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+import standins
 import torch
 
-import standins
 from stgnn.data import load_dataset
 from stgnn.data.download import MissingFilesError
 from stgnn.data.readers import READERS

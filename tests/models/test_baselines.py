@@ -1,10 +1,9 @@
+import pytest
 import torch
 
 from stgnn.models import MODELS, ModelSpec, build_model
 from stgnn.models.base import Batch
 from stgnn.models.baselines import HistoricalAverage, LastValue
-
-import pytest
 
 
 def test_registry_and_bad_hparams():
