@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from stgnn.models.base import Batch, Forecaster, ModelSpec
 from stgnn.models.baselines import FCLSTM, HistoricalAverage, LastValue
+from stgnn.models.dcrnn import DCRNN
+from stgnn.models.gwnet import GraphWaveNet
+from stgnn.models.stgcn import STGCN
 
 __all__ = ["MODELS", "Batch", "Forecaster", "ModelSpec", "build_model"]
 
@@ -17,6 +20,9 @@ MODELS: dict[str, type[Forecaster]] = {
     "ha": HistoricalAverage,
     "last": LastValue,
     "lstm": FCLSTM,
+    "stgcn": STGCN,
+    "dcrnn": DCRNN,
+    "gwnet": GraphWaveNet,
 }
 
 

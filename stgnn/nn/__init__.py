@@ -1,0 +1,46 @@
+"""Reusable spatio-temporal layers (PyG conventions: ``forward(x, edge_index, edge_weight=None)``).
+
+Graph layers take node features with the node axis at ``node_dim`` (default ``-2``, i.e.
+``[..., N, C]``) and the graph as ``edge_index [2, E]`` (row 0 = source) plus optional
+``edge_weight [E]`` (a PyG ``edge_attr [E, 1]`` works too), or a dense ``[N, N]`` adjacency.
+Temporal layers take ``[..., T, ..., C]`` with time at ``time_dim`` (default ``-3``, i.e.
+``[B, T, N, C]``).  All graph normalisations live in :mod:`stgnn.nn.graph_ops`.
+"""
+
+from stgnn.nn.adaptive import AdaptiveAdjacency
+from stgnn.nn.blocks import GraphWaveNetLayer, NodeLayerNorm, STConvBlock
+from stgnn.nn.diffusion import DCGRUCell, DiffusionConv
+from stgnn.nn.graph_conv import ChebGraphConv, GraphConv
+from stgnn.nn.graph_ops import (
+    clear_operator_cache,
+    diffusion_series,
+    get_operator,
+    make_operator,
+    propagate,
+    to_dense_adjacency,
+    to_edge_index,
+    transpose_operator,
+)
+from stgnn.nn.temporal import ChannelAlign, GatedTCN, GatedTemporalConv
+
+__all__ = [
+    "AdaptiveAdjacency",
+    "ChannelAlign",
+    "ChebGraphConv",
+    "DCGRUCell",
+    "DiffusionConv",
+    "GatedTCN",
+    "GatedTemporalConv",
+    "GraphConv",
+    "GraphWaveNetLayer",
+    "NodeLayerNorm",
+    "STConvBlock",
+    "clear_operator_cache",
+    "diffusion_series",
+    "get_operator",
+    "make_operator",
+    "propagate",
+    "to_dense_adjacency",
+    "to_edge_index",
+    "transpose_operator",
+]
