@@ -29,6 +29,7 @@ from stgnn.data.readers import load_dataset
 from stgnn.data.windows import StandardScaler, WindowData
 from stgnn.metrics import MaskedMetrics, masked_mae_loss
 from stgnn.models import Forecaster, ModelSpec, build_model
+from stgnn.models.dcrnn import DCRNN
 from stgnn.training.checkpoint import (
     atomic_write_text,
     environment,
@@ -60,11 +61,6 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
-def _inverse_sigmoid(step: int, tau: float) -> float:
-    """DCRNN's scheduled sampling: P(ground truth) = tau / (tau + exp(step / tau))."""
-    return tau / (tau + math.exp(min(step / tau, 700.0)))
-
-
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -73,7 +69,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 
 TEACHER_FORCING: dict[str, Callable[[int, float], float]] = {
     "none": lambda step, tau: 0.0,
-    "inverse_sigmoid": _inverse_sigmoid,
+    "inverse_sigmoid": DCRNN.teacher_forcing_ratio,  # scheduled sampling of DCRNN
 }
 
 
