@@ -35,7 +35,7 @@ from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoi
 
 __all__ = ["main"]
 
-DEFAULT_MODEL = "lstm"
+DEFAULT_MODEL = "stgcn"
 
 
 def default_dataset(root: Path) -> str:
