@@ -128,7 +128,8 @@ def load_custom(
     elif kind == "distances":
         graph = SensorGraph.from_distances(path, ids, kernel="dcrnn")
     elif kind == "edges":
-        graph = SensorGraph.from_edge_list(path, ids, weight="cost")
+        weighted = len(_read_table(path).columns) >= 3  # from,to[,weight]
+        graph = SensorGraph.from_edge_list(path, ids, weight="cost" if weighted else "binary")
     else:
         graph = SensorGraph.from_dense(read_dense_csv(path), ids, source=str(path))
     graph.check_nodes(ids, source=str(series))
