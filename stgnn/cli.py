@@ -200,11 +200,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for b, origin in enumerate(origins):
         for h in range(exp.spec.horizon):
             t = int(starts[b]) + exp.spec.input_len + h
-            truth = exp.dataset.series[t, :, exp.data.target_features[0]].numpy() if t < T else None
-            observed = exp.dataset.mask[t].numpy() if t < T else None
+            if t < T:  # the truth is known: report it where it was observed
+                observed = exp.dataset.mask[t].numpy()
+                truth = np.where(observed, exp.dataset.series[t, :, exp.data.target_features[0]].numpy(), np.nan)
+            else:
+                truth = np.full(exp.dataset.num_nodes, np.nan)
             for n, sensor in enumerate(exp.dataset.node_ids):
-                rows.append((origin, origin + (h + 1) * step, h + 1, sensor, float(pred[b, h, n]),
-                             float(truth[n]) if truth is not None and observed[n] else np.nan))
+                rows.append((origin, origin + (h + 1) * step, h + 1, sensor, float(pred[b, h, n]), float(truth[n])))
     frame = pd.DataFrame(rows, columns=["origin", "timestamp", "horizon", "sensor", "prediction", "truth"])
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -264,7 +266,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     hs = np.arange(1, len(steps) + 1) * exp.dataset.interval_minutes
     for key in ("mae", "rmse"):
-        ax.plot(hs, [s[key] if s[key] is not None else np.nan for s in steps], marker="o", label=key.upper())
+        values = np.array([np.nan if s[key] is None else s[key] for s in steps], dtype=float)
+        ax.plot(hs, values, marker="o", label=key.upper())
     ax.set_xlabel("horizon [min]")
     ax.set_ylabel(f"error [{exp.dataset.units}]")
     ax.set_title(f"{exp.config.model} on {exp.dataset.name}: error by horizon ({args.split})")

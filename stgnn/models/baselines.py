@@ -33,6 +33,7 @@ class HistoricalAverage(Forecaster):
     """
 
     trainable: ClassVar[bool] = False
+    table: Tensor
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -42,7 +43,7 @@ class HistoricalAverage(Forecaster):
 
     def fit_statistics(self, series: Tensor, mask: Tensor, slot: Tensor) -> None:
         """Fit the slot table on the training period (see :class:`Forecaster`)."""
-        n_slots, spd = self.table.shape[0], self.spec.steps_per_day
+        n_slots, spd = int(self.table.shape[0]), self.spec.steps_per_day
         m = mask.unsqueeze(-1).to(series.dtype)  # [T, N, 1]
         values = series * m
 

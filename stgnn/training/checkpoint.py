@@ -76,7 +76,7 @@ def _git_commit() -> str | None:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Package versions, device, threads and git commit, for ``environment.json``."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("stgnn", "torch", "torch-geometric", "numpy", "scipy", "pandas", "networkx", "tables"):
         try:
             versions[pkg] = metadata.version(pkg)

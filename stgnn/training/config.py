@@ -168,7 +168,7 @@ class RunConfig:
 
 def _update(obj: Any, values: dict[str, Any], source: str) -> Any:
     known = {f.name: f for f in fields(obj)}
-    changes = {}
+    changes: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
             raise ValueError(f"{source}: unknown key {key!r}; known: {', '.join(known)}")
