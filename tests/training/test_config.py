@@ -41,14 +41,3 @@ def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.toml"):
         load_config(tmp_path / "nope.toml")
 
-
-def test_atomic_writes_leave_no_temp_file_and_usual_permissions(tmp_path):
-    import os
-
-    from stgnn.training.checkpoint import atomic_write_text
-
-    atomic_write_text(tmp_path / "a.txt", "x")
-    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
-    mask = os.umask(0)
-    os.umask(mask)
-    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
