@@ -10,6 +10,8 @@ their paths (nothing from them is copied into stgnn)::
         --ref-dir dcrnn=/path/to/chnsh/DCRNN_PyTorch \
         --ref-dir gwnet=/path/to/nnzhan/Graph-WaveNet  [--nodes 207 --batch 8 --dtype float64 --time]
 
+The reference models are built by ``experiments/references.py`` (shared with benchmark.py:
+import adaptations, the scipy-1.17 support fix, key mappings, call adapters).
 For each model the script builds the reference and ours on the same random directed, weighted
 graph (self-loops included, like METR-LA's ``adj_mx``), perturbs every reference parameter (so
 constant initialisations such as LayerNorm ones or DCRNN's bias 1.0 do not hide mapping
@@ -61,14 +63,9 @@ in the same process (same allocator settings).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
-import logging
-import re
 import sys
 import time
-import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -83,35 +80,19 @@ from stgnn.models.gwnet import GraphWaveNet
 from stgnn.models.stgcn import STGCN
 from stgnn.nn import clear_operator_cache, to_edge_index
 
-_REF_TOPLEVEL = ("model", "lib", "script", "util", "engine")
-
-
-@contextlib.contextmanager
-def reference_path(path: Path) -> Iterator[None]:
-    """Import from ``path`` and forget its modules afterwards (the repos reuse names)."""
-
-    def purge() -> None:
-        for name in list(sys.modules):
-            if name.split(".")[0] in _REF_TOPLEVEL:
-                del sys.modules[name]
-
-    purge()
-    sys.path.insert(0, str(path))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(path))
-        purge()
-
-
-def random_graph(n: int, deg: int, rng: np.random.Generator) -> np.ndarray:
-    """Directed weighted adjacency with ~``deg`` out-edges per node and unit self-loops."""
-    w = np.zeros((n, n), dtype=np.float32)
-    for i in range(n):
-        nbrs = rng.choice(n, size=deg, replace=False)
-        w[i, nbrs] = rng.uniform(0.1, 1.0, size=deg)
-    np.fill_diagonal(w, 1.0)
-    return w
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from references import (  # noqa: E402  (a sibling script module, not part of the package)
+    dcrnn_call,
+    dcrnn_key,
+    dcrnn_reference,
+    gwnet_call,
+    gwnet_key,
+    gwnet_reference,
+    random_graph,
+    stgcn_call,
+    stgcn_key,
+    stgcn_reference,
+)
 
 
 def perturb(module: nn.Module, scale: float = 0.1) -> None:
@@ -209,142 +190,64 @@ def time_pair(
 # ------------------------------------------------------------------------------------ STGCN
 def stgcn_parity(ref_dir: Path, w: np.ndarray, args: argparse.Namespace) -> None:
     n = w.shape[0]
-    with reference_path(ref_dir):
-        ref_models = importlib.import_module("model.models")
-        utility = importlib.import_module("script.utility")
-        for conv, gso_type, cls_name in (
-            ("cheb", "sym_norm_lap", "STGCNChebGraphConv"),
-            ("first_order", "sym_renorm_adj", "STGCNGraphConv"),
-        ):
-            gso = utility.calc_gso(w, gso_type)
-            if conv == "cheb":
-                gso = utility.calc_chebynet_gso(gso)
-            gso_t = torch.from_numpy(gso.toarray()).to(args.dtype)  # hazdzz casts to float32
-            ns = SimpleNamespace(
-                Kt=3, Ks=3, n_his=12, act_func="glu",
-                graph_conv_type="cheb_graph_conv" if conv == "cheb" else "graph_conv",
-                gso=gso_t, enable_bias=True, droprate=0.5,
-            )  # fmt: skip
-            blocks = [[1], [64, 16, 64], [64, 16, 64], [128, 128], [1]]
-            torch.manual_seed(args.seed)
-            ref = getattr(ref_models, cls_name)(ns, blocks, n).to(args.dtype).eval()
-            ours = STGCN(
-                ModelSpec(n, 1, 1, 12, 1), single_step=True, reference_compat=True,
-                graph_conv=conv,  # type: ignore[arg-type]
-            ).to(args.dtype).eval()  # fmt: skip
-            n_ref = sum(p.numel() for p in ref.parameters())
-            n_our = sum(p.numel() for p in ours.parameters())
-            print(f"STGCN[{conv}] parameters: reference {n_ref:,}  stgnn {n_our:,}")
-            perturb(ref)
-
-            def mapping(name: str) -> str:
-                rules = [
-                    (r"st_blocks\.(\d+)\.tmp_conv(\d)\.causal_conv\.", r"blocks.\1.temporal\2."),
-                    (r"st_blocks\.(\d+)\.tmp_conv(\d)\.align\.align_conv\.", r"blocks.\1.temporal\2.align.conv."),
-                    (r"st_blocks\.(\d+)\.graph_conv\.align\.align_conv\.", r"blocks.\1.align.conv."),
-                    (r"st_blocks\.(\d+)\.graph_conv\.(cheb_graph_conv|graph_conv)\.", r"blocks.\1.graph_conv."),
-                    (r"st_blocks\.(\d+)\.tc2_ln\.", r"blocks.\1.norm."),
-                    (r"output\.tmp_conv1\.causal_conv\.", "output.temporal."),
-                    (r"output\.tmp_conv1\.align\.align_conv\.", "output.temporal.align.conv."),
-                    (r"output\.tc1_ln\.", "output.norm."),
-                ]
-                for pat, rep in rules:
-                    if re.match(pat, name):
-                        return re.sub(pat, rep, name)
-                return name
-
-            copy_weights(ref, ours, mapping, include_buffers=True)
-            ei, ew = to_edge_index(w)
-            ew = ew.to(args.dtype)
-            x = torch.randn(args.batch, 12, n, 1, dtype=args.dtype)
-            ref_params = dict(ref.named_parameters())
-            our_params = dict(ours.named_parameters())
-            pairs = [(k, ref_params[k], our_params[mapping(k)]) for k in ref_params]
-            compare(
-                f"STGCN[{conv}] (hazdzz) vs ours",
-                lambda v, ref=ref: ref(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1),
+    for conv in ("cheb", "first_order"):
+        torch.manual_seed(args.seed)
+        ref = stgcn_reference(ref_dir, w, conv=conv, dtype=args.dtype).eval()
+        ours = STGCN(
+            ModelSpec(n, 1, 1, 12, 1), single_step=True, reference_compat=True,
+            graph_conv=conv,
+        ).to(args.dtype).eval()  # fmt: skip
+        n_ref = sum(p.numel() for p in ref.parameters())
+        n_our = sum(p.numel() for p in ours.parameters())
+        print(f"STGCN[{conv}] parameters: reference {n_ref:,}  stgnn {n_our:,}")
+        perturb(ref)
+        copy_weights(ref, ours, stgcn_key, include_buffers=True)
+        ei, ew = to_edge_index(w)
+        ew = ew.to(args.dtype)
+        x = torch.randn(args.batch, 12, n, 1, dtype=args.dtype)
+        ref_params = dict(ref.named_parameters())
+        our_params = dict(ours.named_parameters())
+        pairs = [(k, ref_params[k], our_params[stgcn_key(k)]) for k in ref_params]
+        compare(
+            f"STGCN[{conv}] (hazdzz) vs ours",
+            lambda v, ref=ref: stgcn_call(ref, v),
+            lambda v, ours=ours, ei=ei, ew=ew: ours(v, ei, ew),
+            x,
+            pairs,
+        )
+        if args.time and conv == "cheb":
+            xt = torch.randn(args.time_batch, 12, n, 1, dtype=args.dtype)
+            time_pair(
+                f"STGCN B={args.time_batch}",
+                lambda v, ref=ref: stgcn_call(ref, v),
                 lambda v, ours=ours, ei=ei, ew=ew: ours(v, ei, ew),
-                x,
-                pairs,
+                xt,
+                args.reps,
             )
-            if args.time and conv == "cheb":
-                xt = torch.randn(args.time_batch, 12, n, 1, dtype=args.dtype)
-                time_pair(
-                    f"STGCN B={args.time_batch}",
-                    lambda v, ref=ref: ref(v.permute(0, 3, 1, 2)),
-                    lambda v, ours=ours, ei=ei, ew=ew: ours(v, ei, ew),
-                    xt,
-                    args.reps,
-                )
 
 
 # ------------------------------------------------------------------------------------ DCRNN
 def dcrnn_parity(ref_dir: Path, w: np.ndarray, args: argparse.Namespace) -> None:
     n = w.shape[0]
-    # lib/utils imports tensorflow (unused by the PyTorch model): a stub while importing only,
-    # since einops probes sys.modules["tensorflow"]
-    stub = "tensorflow" not in sys.modules
-    if stub:
-        sys.modules["tensorflow"] = types.ModuleType("tensorflow")
-    with contextlib.ExitStack() as stack:
-        if stub:
-            stack.callback(sys.modules.pop, "tensorflow", None)
-        stack.enter_context(reference_path(ref_dir))
-        ref_mod = importlib.import_module("model.pytorch.dcrnn_model")
-        kw = dict(
-            num_nodes=n, rnn_units=64, max_diffusion_step=2, filter_type="dual_random_walk",
-            num_rnn_layers=2, input_dim=2, output_dim=1, seq_len=12, horizon=12,
-            use_curriculum_learning=True, cl_decay_steps=2000,
-        )  # fmt: skip
-        torch.manual_seed(args.seed)
-        adj = w.astype(np.float64) if args.dtype == torch.float64 else w
-        ref = ref_mod.DCRNNModel(adj, logging.getLogger("dcrnn-ref"), **kw).eval()
-        utils = importlib.import_module("lib.utils")
-        intended = [
-            utils.calculate_random_walk_matrix(adj).T.tocoo(),
-            utils.calculate_random_walk_matrix(adj.T).T.tocoo(),
-        ]
-        cells = list(ref.encoder_model.dcgru_layers) + list(ref.decoder_model.dcgru_layers)
-        as_built = [s.to(args.dtype) for s in cells[0]._supports]
-        fixed = [
-            torch.sparse_coo_tensor(torch.from_numpy(np.vstack([m.row, m.col])), torch.from_numpy(m.data), m.shape)
-            .coalesce().to(args.dtype)
-            for m in intended
-        ]  # fmt: skip
-        for s, m in zip(as_built, intended, strict=True):
-            err = np.abs(s.to_dense().numpy() - m.toarray()).max()
-            print(
-                f"  reference DCGRUCell._build_sparse_matrix vs its formula: max|diff| {err:.3g}"
-                + (
-                    "  <- values not reordered with the indices (scipy returns unsorted COO);"
-                    " parity uses the intended matrix"
-                    if err > 1e-6
-                    else ""
-                )
+    torch.manual_seed(args.seed)
+    ref, errors = dcrnn_reference(ref_dir, w, dtype=args.dtype)
+    for err in errors:
+        print(
+            f"  reference DCGRUCell._build_sparse_matrix vs its formula: max|diff| {err:.3g}"
+            + (
+                "  <- values not reordered with the indices (scipy returns unsorted COO);"
+                " parity uses the intended matrix"
+                if err > 1e-6
+                else ""
             )
-        for cell in cells:
-            cell._supports = fixed
-        ref.to(args.dtype)
-        with torch.no_grad():  # materialise the lazily created parameters
-            ref(torch.zeros(12, 1, n * 2, dtype=args.dtype))
-        ref.to(args.dtype)
+        )
     perturb(ref)
     ei, ew = to_edge_index(w)
     ew = ew.to(args.dtype)
     x = torch.randn(args.batch, 12, n, 2, dtype=args.dtype)
 
-    def mapping(name: str) -> str:
-        m = re.match(r"(encoder|decoder)_model\.dcgru_layers\.(\d+)\.gconv_(weight|biases)_(.*)", name)
-        if m:
-            part, layer, kind, shape = m.groups()
-            out = int(shape.strip("()").split(",")[-1])
-            conv = "gate_conv" if out == 2 * 64 else "candidate_conv"
-            return f"{part}.{layer}.{conv}.{'weight' if kind == 'weight' else 'bias'}"
-        return name.replace("decoder_model.projection_layer.", "projection.")
-
     def ref_fn(v: Tensor) -> Tensor:
-        out = ref(v.permute(1, 0, 2, 3).reshape(12, v.size(0), n * 2))
-        return out.reshape(12, v.size(0), n, 1).permute(1, 0, 2, 3)
+        return dcrnn_call(ref, v)
 
     ref_params = dict(ref.named_parameters())
     for compat in (True, False):
@@ -354,7 +257,7 @@ def dcrnn_parity(ref_dir: Path, w: np.ndarray, args: argparse.Namespace) -> None
             n_ref = sum(p.numel() for p in ref.parameters())
             n_our = sum(p.numel() for p in ours.parameters())
             print(f"DCRNN parameters: reference {n_ref:,}  stgnn {n_our:,}")
-        copy_weights(ref, ours, mapping, include_buffers=True)
+        copy_weights(ref, ours, dcrnn_key, include_buffers=True)
         our_params = dict(ours.named_parameters())
         ref.zero_grad()
         compare(
@@ -362,7 +265,7 @@ def dcrnn_parity(ref_dir: Path, w: np.ndarray, args: argparse.Namespace) -> None
             ref_fn,
             lambda v, ours=ours: ours(v, ei, ew),
             x,
-            [(k, p, our_params[mapping(k)]) for k, p in ref_params.items()],
+            [(k, p, our_params[dcrnn_key(k)]) for k, p in ref_params.items()],
         )
         if args.time and compat:
             xt = torch.randn(args.time_batch, 12, n, 2, dtype=args.dtype)
@@ -374,24 +277,8 @@ def dcrnn_parity(ref_dir: Path, w: np.ndarray, args: argparse.Namespace) -> None
 # ------------------------------------------------------------------------------------ GWNet
 def gwnet_parity(ref_dir: Path, w: np.ndarray, args: argparse.Namespace) -> None:
     n = w.shape[0]
-    with reference_path(ref_dir):
-        util = importlib.import_module("util")
-        ref_mod = importlib.import_module("model")
-        supports = [
-            torch.tensor(np.asarray(util.asym_adj(w)), dtype=args.dtype),
-            torch.tensor(np.asarray(util.asym_adj(np.transpose(w))), dtype=args.dtype),
-        ]
-        torch.manual_seed(args.seed)
-        conv1d = nn.Conv1d
-        nn.Conv1d = nn.Conv2d  # type: ignore[assignment]  # the reference's Conv1d with 2-D kernels
-        try:
-            ref = ref_mod.gwnet(
-                "cpu", n, 0.3, supports=supports, gcn_bool=True, addaptadj=True, aptinit=None,
-                in_dim=2, out_dim=12, residual_channels=32, dilation_channels=32,
-                skip_channels=256, end_channels=512,
-            ).to(args.dtype)  # fmt: skip
-        finally:
-            nn.Conv1d = conv1d
+    torch.manual_seed(args.seed)
+    ref: Any = gwnet_reference(ref_dir, w, dtype=args.dtype)
     ours = GraphWaveNet(ModelSpec(n, 2, 1, 12, 12), reference_compat=True).to(args.dtype)
     n_ref = sum(p.numel() for p in ref.parameters())
     n_our = sum(p.numel() for p in ours.parameters())
@@ -402,36 +289,20 @@ def gwnet_parity(ref_dir: Path, w: np.ndarray, args: argparse.Namespace) -> None
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
 
-    def mapping(name: str) -> str | None:
-        rules = [
-            (r"nodevec1$", "adaptive.source_embedding"),
-            (r"nodevec2$", "adaptive.target_embedding"),
-            (r"(filter|gate)_convs\.(\d+)\.", r"layers.\2.tcn."),
-            (r"skip_convs\.(\d+)\.", r"layers.\1.skip_conv."),
-            (r"residual_convs\.(\d+)\.", r"layers.\1.residual_conv."),
-            (r"gconv\.(\d+)\.mlp\.mlp\.", r"layers.\1.mlp."),
-            (r"bn\.(\d+)\.", r"layers.\1.bn."),
-            (r"end_conv_(\d)\.", r"end_conv\1."),
-        ]
-        for pat, rep in rules:
-            if re.match(pat, name):
-                return re.sub(pat, rep, name)
-        return name
-
     # filter before gate: state_dict order is filter_convs.*, gate_convs.* -> cat([filter, gate])
-    copy_weights(ref, ours, mapping, include_buffers=True)
+    copy_weights(ref, ours, gwnet_key, include_buffers=True)
     ei, ew = to_edge_index(w)
     ew = ew.to(args.dtype)
     x = torch.randn(args.batch, 12, n, 2, dtype=args.dtype)
 
     def ref_fn(v: Tensor) -> Tensor:
-        return ref(v.permute(0, 3, 2, 1))  # [B, F, N, T] -> [B, 12, N, 1]
+        return gwnet_call(ref, v)  # [B, 12, N, 1]
 
     def pairs() -> GradPairs:
         ours_p = dict(ours.named_parameters())
         out: list[tuple[str, Any, Any]] = []
         for k, p in ref.named_parameters():
-            key = mapping(k)
+            key = gwnet_key(k)
             if key is None or p.grad is None:
                 continue
             q = ours_p[key]

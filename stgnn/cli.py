@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stgnn.allocator import tune_malloc
 from stgnn.data.download import MissingFilesError, download_dataset, verify_dataset
 from stgnn.data.registry import DATASETS, resolve_root
 from stgnn.metrics import MaskedMetrics
@@ -358,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stgnn`` console script."""
+    # keep freed activation memory for reuse instead of returning it to the OS every step
+    # (see stgnn.allocator and experiments/results/BENCHMARKS.md; STGNN_MALLOC=default opts out)
+    tune_malloc()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

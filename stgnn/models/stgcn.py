@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from stgnn.models.base import Forecaster, ModelSpec
 from stgnn.nn.blocks import NodeLayerNorm, STConvBlock
+from stgnn.nn.dropout import Dropout
 from stgnn.nn.temporal import GatedTemporalConv
 
 __all__ = ["STGCN"]
@@ -38,7 +39,7 @@ class _OutputBlock(nn.Module):
         self.norm = NodeLayerNorm(num_nodes, channels[0], node_dim=0)
         self.fc1 = nn.Linear(channels[0], channels[1], bias=bias)
         self.fc2 = nn.Linear(channels[1], out_channels, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.norm(self.temporal(x))
@@ -74,6 +75,11 @@ class STGCN(Forecaster):
     defaults (244,609).  ``reference_compat`` registers the 1x1 align convolutions hazdzz creates
     in every layer but never uses (14,784 of those parameters, they do not affect the output), so
     its checkpoints load key-for-key; ``False`` (default) omits them (229,825).
+
+    Implementation: the GLU's residual is folded into the convolution weight
+    (:meth:`~stgnn.nn.GatedTemporalConv.folded_weight`) and the GLU is one fused autograd function;
+    dropout masks come from :func:`stgnn.nn.dropout.dropout` (same distribution as ``F.dropout``,
+    drawn 3-5x faster on CPU from another random stream).
 
     Node equivariance: layer norm statistics are over ``[N, C]`` as in the references; with
     ``per_node_norm=True`` (default, references) the affine parameters are ``[N, C]``, which

@@ -10,9 +10,12 @@ Temporal layers take ``[..., T, ..., C]`` with time at ``time_dim`` (default ``-
 from stgnn.nn.adaptive import AdaptiveAdjacency
 from stgnn.nn.blocks import GraphWaveNetLayer, NodeLayerNorm, STConvBlock
 from stgnn.nn.diffusion import DCGRUCell, DiffusionConv
+from stgnn.nn.dropout import Dropout
 from stgnn.nn.graph_conv import ChebGraphConv, GraphConv
 from stgnn.nn.graph_ops import (
     clear_operator_cache,
+    diffusion_basis,
+    diffusion_coefficients,
     diffusion_series,
     get_operator,
     make_operator,
@@ -29,6 +32,7 @@ __all__ = [
     "ChebGraphConv",
     "DCGRUCell",
     "DiffusionConv",
+    "Dropout",
     "GatedTCN",
     "GatedTemporalConv",
     "GraphConv",
@@ -36,6 +40,8 @@ __all__ = [
     "NodeLayerNorm",
     "STConvBlock",
     "clear_operator_cache",
+    "diffusion_basis",
+    "diffusion_coefficients",
     "diffusion_series",
     "get_operator",
     "make_operator",

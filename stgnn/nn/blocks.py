@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stgnn.nn.dropout import Dropout, dropout
 from stgnn.nn.graph_conv import ChebGraphConv, GraphConv
 from stgnn.nn.graph_ops import OperatorKind, diffusion_series, get_operator, transpose_operator
 from stgnn.nn.temporal import ChannelAlign, GatedTCN, GatedTemporalConv
@@ -153,7 +154,7 @@ class STConvBlock(nn.Module):
             time_dim=time_dim, reference_compat=reference_compat,
         )  # fmt: skip
         self.norm = NodeLayerNorm(num_nodes, out_channels, node_dim=node_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def reset_parameters(self) -> None:
         """Re-initialise every sub-layer."""
@@ -313,7 +314,7 @@ class GraphWaveNetLayer(nn.Module):
                 ops.append(transpose_operator(adaptive_adj))
             terms = diffusion_series(hn, ops, self.order, "power")
             h = self.mlp(torch.cat(terms, dim=-1)).movedim(0, nd)
-            h = F.dropout(h, self.dropout, self.training)
+            h = dropout(h, self.dropout, self.training)
         else:
             assert self.residual_conv is not None
             h = self.residual_conv(h)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from stgnn.nn.graph_ops import OperatorKind, diffusion_series, get_operator
+from stgnn.nn.graph_ops import (
+    DiffusionMode,
+    OperatorKind,
+    diffusion_basis,
+    diffusion_coefficients,
+    get_operator,
+)
 
-__all__ = ["DCGRUCell", "DiffusionConv"]
+__all__ = ["DCGRUCell", "DCGRUWeights", "DiffusionConv"]
 
 
 class DiffusionConv(nn.Module):
@@ -105,24 +112,44 @@ class DiffusionConv(nn.Module):
             kinds = ("random_walk", "reverse_random_walk")
         return [get_operator(k, edge_index, edge_weight, num_nodes, dtype=dtype) for k in kinds]
 
-    def diffuse(self, x: Tensor, operators: Sequence[Tensor]) -> Tensor:
-        """Diffusion features of node-leading ``x [N, ..., C]`` -> ``[N, ..., C * M]``.
+    @property
+    def mode(self) -> DiffusionMode:
+        """The :func:`~stgnn.nn.graph_ops.diffusion_series` recursion this layer uses."""
+        return "dcrnn_reference" if self.reference_compat else "chebyshev"
 
-        Channel-separable: ``diffuse(cat([a, b], -1))`` equals the per-channel interleaving of
-        ``diffuse(a)`` and ``diffuse(b)``, which :class:`DCGRUCell` uses to diffuse its input and
-        state separately.
+    def diffuse(self, x: Tensor, operators: Sequence[Tensor]) -> Tensor:
+        """Diffusion features of node-leading ``x [N, ..., C]`` -> ``[N, ..., M * C]``.
+
+        The features are the *plain* sparse products of
+        :func:`~stgnn.nn.graph_ops.diffusion_basis` (feature index ``j * C + c``), not the
+        recursion's terms; :meth:`project` applies the weight mapped onto that basis
+        (:meth:`basis_weight`), which gives the same output as projecting the terms with
+        ``weight`` (up to rounding) with fewer element-wise passes and a cheap concatenation
+        instead of a per-channel interleave.  Channel-separable: :class:`DCGRUCell` diffuses its
+        input and state separately and projects each with its block of rows.
         """
-        terms = diffusion_series(x, operators, self.K, "dcrnn_reference" if self.reference_compat else "chebyshev")
-        # stack on a new last axis: [N, ..., C, M] -> feature index c * M + m (reference order)
-        return torch.stack(terms, dim=-1).flatten(-2)
+        basis, _ = diffusion_basis(x, operators, self.K, self.mode)
+        return torch.cat(basis, dim=-1)
+
+    def basis_weight(self, rows: slice | None = None) -> Tensor:
+        """``weight[rows]`` (reference layout, row ``c * M + m``) mapped onto :meth:`diffuse`'s
+        features (row ``j * C + c``): ``W'_j = sum_m coeff[m, j] W_m``; differentiable."""
+        w = self.weight if rows is None else self.weight[rows]
+        m = self.num_matrices
+        n_ops = (m - 1) // self.K if self.K else 0
+        coeff = diffusion_coefficients(n_ops, self.K, self.mode)
+        wm = w.view(-1, m, w.size(-1))  # [C, M, out]
+        return torch.einsum("cmo,mj->jco", wm, coeff.to(w)).reshape(-1, w.size(-1))
 
     def project(self, features: Tensor, rows: slice | None = None, add_bias: bool = True) -> Tensor:
-        """``features @ weight[rows] (+ bias)``; ``rows`` selects the input channels' block."""
-        w = self.weight if rows is None else self.weight[rows]
-        out = features @ w
+        """``features @ basis_weight(rows) (+ bias)`` for :meth:`diffuse`'s features."""
+        w = self.basis_weight(rows)
+        f2 = features.reshape(-1, features.size(-1))
         if add_bias and self.bias is not None:
-            out = out + self.bias
-        return out
+            out = torch.addmm(self.bias, f2, w)
+        else:
+            out = f2 @ w
+        return out.view(*features.shape[:-1], w.size(-1))
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         """Apply the diffusion convolution (see the class docstring for shapes)."""
@@ -221,35 +248,66 @@ class DCGRUCell(nn.Module):
         return self.gate_conv.operators(edge_index, edge_weight, num_nodes, dtype)
 
     def diffuse(self, x: Tensor, operators: Sequence[Tensor]) -> Tensor:
-        """Diffusion features ``[N, ..., C] -> [N, ..., C * M]``."""
+        """Diffusion features ``[N, ..., C] -> [N, ..., M * C]`` (see :meth:`DiffusionConv.diffuse`)."""
         return self.gate_conv.diffuse(x, operators)
 
-    def input_projections(self, fx: Tensor) -> tuple[Tensor, Tensor]:
+    def weights(self) -> DCGRUWeights:
+        """The weights mapped onto :meth:`diffuse`'s features, computed once per sequence.
+
+        Input rows of both convolutions are joined into one ``[M * C_in, 3H]`` matrix (one GEMM
+        for the input's gate and candidate contributions), as are their biases.
+        """
+        g, c = self.gate_conv, self.candidate_conv
+        x_w = torch.cat([g.basis_weight(self._x_rows), c.basis_weight(self._x_rows)], dim=1)
+        x_b = None if g.bias is None or c.bias is None else torch.cat([g.bias, c.bias])  # same ``bias`` flag
+        return DCGRUWeights(x_w, x_b, g.basis_weight(self._h_rows), c.basis_weight(self._h_rows))
+
+    def input_projections(self, fx: Tensor, weights: DCGRUWeights | None = None) -> tuple[Tensor, Tensor]:
         """Input contributions (with biases) to the gates and the candidate.
 
-        ``fx [N, ..., C_in * M]`` (vectorised over any leading axes, e.g. all encoder steps) ->
+        ``fx [N, ..., M * C_in]`` (vectorised over any leading axes, e.g. all encoder steps) ->
         ``([N, ..., 2H], [N, ..., H])``.
         """
-        return (
-            self.gate_conv.project(fx, self._x_rows),
-            self.candidate_conv.project(fx, self._x_rows),
-        )
+        w = self.weights() if weights is None else weights
+        f2 = fx.reshape(-1, fx.size(-1))
+        out = f2 @ w.x_weight if w.x_bias is None else torch.addmm(w.x_bias, f2, w.x_weight)
+        out = out.view(*fx.shape[:-1], out.size(-1))
+        return out.split([2 * self.hidden_channels, self.hidden_channels], dim=-1)
 
-    def step(self, xg: Tensor, xc: Tensor, h: Tensor, fh: Tensor, operators: Sequence[Tensor]) -> Tensor:
+    def step(
+        self,
+        xg: Tensor,
+        xc: Tensor,
+        h: Tensor | None,
+        fh: Tensor | None,
+        operators: Sequence[Tensor],
+        weights: DCGRUWeights | None = None,
+    ) -> Tensor:
         """One update from precomputed input projections and the diffused state.
 
         Args:
             xg: ``[N, B, 2H]`` from :meth:`input_projections`.
             xc: ``[N, B, H]`` from :meth:`input_projections`.
-            h: State ``[N, B, H]``.
-            fh: ``diffuse(h)`` ``[N, B, H * M]``.
+            h: State ``[N, B, H]``; ``None`` for the zero state (its products are skipped).
+            fh: ``diffuse(h)`` ``[N, B, M * H]`` (``None`` with ``h=None``).
             operators: Transition operators.
+            weights: :meth:`weights` (computed here when ``None``).
         """
-        gates = torch.sigmoid(xg + self.gate_conv.project(fh, self._h_rows, add_bias=False))
-        r, u = gates.split(self.hidden_channels, dim=-1)
+        w = self.weights() if weights is None else weights
+        hid = self.hidden_channels
+        if h is None:
+            # zero state: the state's contributions vanish and h' = (1 - u) * c
+            u = torch.sigmoid(xg[..., hid:])
+            return (1.0 - u) * torch.tanh(xc)
+        assert fh is not None
+        shape = xg.shape[:-1]
+        # addmm: the state's contribution is accumulated onto the input's in the GEMM itself
+        gates = torch.sigmoid(torch.addmm(xg.reshape(-1, 2 * hid), fh.reshape(-1, fh.size(-1)), w.gate_h_weight))
+        r, u = gates.view(*shape, 2 * hid).split(hid, dim=-1)
         frh = self.diffuse(r * h, operators)
-        c = torch.tanh(xc + self.candidate_conv.project(frh, self._h_rows, add_bias=False))
-        return u * h + (1.0 - u) * c
+        c = torch.tanh(torch.addmm(xc.reshape(-1, hid), frh.reshape(-1, frh.size(-1)), w.candidate_h_weight))
+        # u * h + (1 - u) * c, as one fused op
+        return torch.lerp(c.view(*shape, hid), h, u)
 
     def forward(
         self,
@@ -260,11 +318,18 @@ class DCGRUCell(nn.Module):
     ) -> Tensor:
         """One GRU step (see the class docstring for shapes)."""
         xn = x.movedim(self.node_dim, 0)
-        if h is None:
-            hn = xn.new_zeros(*xn.shape[:-1], self.hidden_channels)
-        else:
-            hn = h.movedim(self.node_dim, 0)
+        hn = None if h is None else h.movedim(self.node_dim, 0)
         ops = self.operators(edge_index, edge_weight, xn.size(0), x.dtype)
-        xg, xc = self.input_projections(self.diffuse(xn, ops))
-        out = self.step(xg, xc, hn, self.diffuse(hn, ops), ops)
+        w = self.weights()
+        xg, xc = self.input_projections(self.diffuse(xn, ops), w)
+        out = self.step(xg, xc, hn, None if hn is None else self.diffuse(hn, ops), ops, w)
         return out.movedim(0, self.node_dim)
+
+
+class DCGRUWeights(NamedTuple):
+    """A :class:`DCGRUCell`'s weights on the diffusion basis (see :meth:`DCGRUCell.weights`)."""
+
+    x_weight: Tensor  # [M * C_in, 3H]: gate (2H) then candidate (H) columns
+    x_bias: Tensor | None  # [3H]
+    gate_h_weight: Tensor  # [M * H, 2H]
+    candidate_h_weight: Tensor  # [M * H, H]

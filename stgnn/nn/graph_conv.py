@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from stgnn.nn.graph_ops import diffusion_series, get_operator
+from stgnn.nn.graph_ops import diffusion_basis, diffusion_series, get_operator
 
 __all__ = ["ChebGraphConv", "GraphConv"]
 
@@ -97,9 +97,11 @@ class ChebGraphConv(nn.Module):
             lambda_max=self.lambda_max,
             dtype=x.dtype,
         )
-        terms = diffusion_series(xn, [lap], self.K - 1, "chebyshev")
+        # plain products [x, L x, L (L x), ...] with the Chebyshev recursion folded into the weight
+        basis, coeff = diffusion_basis(xn, [lap], self.K - 1, "chebyshev")
+        w = torch.einsum("kio,kj->jio", self.weight, coeff.to(self.weight))
         # [N, ..., K * C_in] (index k * C_in + c) @ [K * C_in, C_out]
-        h = torch.cat(terms, dim=-1) @ self.weight.reshape(-1, self.out_channels)
+        h = torch.cat(basis, dim=-1) @ w.reshape(-1, self.out_channels)
         if self.bias is not None:
             h = h + self.bias
         return h.movedim(0, self.node_dim)

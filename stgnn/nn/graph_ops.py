@@ -54,7 +54,12 @@ reruns it), milliseconds forward / forward+backward w.r.t. ``x``::
     10000  1536       -             -               76.2 /  208    62.4 /  183    42.5 /  159
 
 The native CSR kernel is the fastest forward+backward at every size, including METR-LA's 207
-nodes, so fixed supports have no dense path; the learned adaptive adjacency of Graph WaveNet is
+nodes, so fixed supports have no dense path.  Its own backward re-sorts ``A^T`` at every call;
+:func:`propagate` uses a custom backward with the transpose cached per operator instead (the
+operators are cached, see below).  :func:`diffusion_basis` gives the diffusion features as plain
+products ``S^k x`` plus the constant change of basis to the recursions' terms, so that a layer
+can fold the recursion's ``2 S x_{k-1} - x_{k-2}`` into its weight (no element-wise passes).
+The learned adaptive adjacency of Graph WaveNet is
 dense by definition and uses ``torch.mm``.  Layers keep features node-leading internally
 (constructor argument ``node_dim``) because moving the node axis in and out costs about twice
 the product itself (N=207, F=26624, 2 threads: 5.4 ms product, 16.3 ms with the two permutes).
@@ -70,6 +75,7 @@ gets a differentiable COO operator.
 
 from __future__ import annotations
 
+import functools
 import warnings
 import weakref
 from collections.abc import Sequence
@@ -85,6 +91,8 @@ __all__ = [
     "DiffusionMode",
     "OperatorKind",
     "clear_operator_cache",
+    "diffusion_basis",
+    "diffusion_coefficients",
     "diffusion_series",
     "get_operator",
     "largest_eigenvalue",
@@ -342,6 +350,45 @@ def _csr_mm(a: Tensor, x: Tensor) -> Tensor:
         return torch.sparse.mm(a, x)
 
 
+_TRANSPOSES: dict[int, tuple[Any, Tensor]] = {}
+
+
+def _csr_transpose(a: Tensor) -> Tensor:
+    """``a^T`` as CSR, cached per operator tensor (operators are cached and never modified)."""
+    hit = _TRANSPOSES.get(id(a))
+    if hit is not None and hit[0]() is a:
+        return hit[1]
+    crow, col, val = a.crow_indices(), a.col_indices(), a.values()
+    n_rows, n_cols = a.shape
+    row = torch.repeat_interleave(torch.arange(n_rows, device=crow.device), crow.diff())
+    order = torch.argsort(col * n_rows + row)
+    at = _csr_from_sorted(col[order], row[order], val[order], n_cols, n_rows)
+    for key in [k for k, (ref, _) in _TRANSPOSES.items() if ref() is None]:
+        del _TRANSPOSES[key]
+    _TRANSPOSES[id(a)] = (weakref.ref(a), at)
+    return at
+
+
+class _CSRMatMul(torch.autograd.Function):
+    """``A @ x`` for a constant CSR ``A``; the backward ``A^T grad`` uses a cached CSR transpose.
+
+    PyTorch's own backward of ``torch.sparse.mm(A, x, "sum")`` re-sorts ``A^T`` at every call
+    (``aten::sort`` + index conversion: about half the cost of the backward product at METR-LA
+    size); the operators here are cached, so their transposes are too.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, x: Tensor) -> Tensor:
+        ctx.a = a
+        return _csr_mm(a, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        if not ctx.needs_input_grad[1]:
+            return None, None
+        return None, _csr_mm(_csr_transpose(ctx.a), grad.contiguous())
+
+
 def _csr_from_sorted(row: Tensor, col: Tensor, val: Tensor, n_rows: int, n_cols: int) -> Tensor:
     crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=row.device)
     crow[1:] = torch.cumsum(torch.bincount(row, minlength=n_rows), 0)
@@ -401,7 +448,10 @@ def propagate(operator: Tensor, x: Tensor) -> Tensor:
     if operator.layout == torch.strided:
         out = torch.mm(operator, x2)
     elif operator.layout == torch.sparse_csr and not operator.requires_grad:
-        out = _csr_mm(operator, x2)
+        if x2.requires_grad and torch.is_grad_enabled() and operator.device.type == "cpu":
+            out = _CSRMatMul.apply(operator, x2)
+        else:
+            out = _csr_mm(operator, x2)
     else:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
@@ -446,6 +496,94 @@ def diffusion_series(x: Tensor, operators: Sequence[Tensor], order: int, mode: D
                 x1, x0 = x2, x1
             terms.append(x2)
     return terms
+
+
+_Plan = tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]
+
+
+def _expand(poly: list[float], start: list[float], base: int) -> list[float]:
+    """``P(S) v`` as coefficients over the basis: ``p_0 v + sum_j p_j b_{base + j - 1}``."""
+    out = [poly[0] * c for c in start]
+    for j in range(1, len(poly)):
+        out[base + j - 1] += poly[j]
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _basis_plan(num_ops: int, order: int, mode: str) -> _Plan:
+    """Coefficients for :func:`diffusion_basis`.
+
+    Returns ``(starts, terms)``: ``starts[s]`` is the start vector ``v_s`` of operator ``s``'s
+    chain as coefficients over the basis built before it, ``terms[m]`` the ``m``-th term of
+    :func:`diffusion_series` as coefficients over the whole basis ``[x, S_1 v_1, ..., S_1^K v_1,
+    S_2 v_2, ...]``.  The recursion runs on polynomials of ``S`` (coefficient lists).
+    """
+    if order == 0:
+        return (), ((1.0,),)
+    size = 1 + num_ops * order
+    x = [1.0 if i == 0 else 0.0 for i in range(size)]
+    terms: list[list[float]] = [x]
+    starts: list[list[float]] = []
+    x0 = x
+    for s in range(num_ops):
+        if mode != "dcrnn_reference":
+            x0 = x
+        starts.append(x0)
+        base = 1 + s * order
+        p_prev = [1.0] + [0.0] * order  # x0
+        p_cur = [0.0, *p_prev[:-1]]  # S x0
+        terms.append(_expand(p_cur, x0, base))
+        for _ in range(2, order + 1):
+            shifted = [0.0, *p_cur[:-1]]  # S * P(S)
+            if mode == "power":
+                p_cur = shifted
+                terms.append(_expand(p_cur, x0, base))
+            else:
+                p_prev, p_cur = p_cur, [2.0 * a - b for a, b in zip(shifted, p_prev, strict=True)]
+                terms.append(_expand(p_cur, x0, base))
+        if mode == "dcrnn_reference" and order >= 2:
+            x0 = _expand(p_prev, x0, base)  # the reference's x0 after the inner loop
+    return tuple(tuple(v) for v in starts), tuple(tuple(t) for t in terms)
+
+
+def diffusion_coefficients(num_operators: int, order: int, mode: DiffusionMode) -> Tensor:
+    """The change of basis ``coeff [M, M]`` (float64) of :func:`diffusion_basis`, without data.
+
+    Example:
+        >>> diffusion_coefficients(1, 2, "chebyshev").tolist()  # [x, Sx, 2 S^2 x - x]
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 2.0]]
+    """
+    return torch.tensor(_basis_plan(num_operators, order, mode)[1], dtype=torch.float64)
+
+
+def diffusion_basis(
+    x: Tensor, operators: Sequence[Tensor], order: int, mode: DiffusionMode
+) -> tuple[list[Tensor], Tensor]:
+    """Plain sparse products spanning :func:`diffusion_series`, and the change of basis.
+
+    Returns ``(basis, coeff)`` with ``basis = [x, S_1 v_1, S_1^2 v_1, ..., S_1^K v_1, S_2 v_2,
+    ...]`` (``v_s = x``, or for ``"dcrnn_reference"`` the carried-over ``x_0`` of the previous
+    operator) and ``coeff [M, M]`` (float64, CPU) such that term ``m`` of
+    :func:`diffusion_series` is ``sum_j coeff[m, j] * basis[j]``.  A layer that projects the
+    terms with weights ``W_m`` can instead project the basis with ``W'_j = sum_m coeff[m, j]
+    W_m``: the same numbers (up to rounding) without the ``2 S x_{k-1} - x_{k-2}`` element-wise
+    passes, forward and backward.
+    """
+    starts, _ = _basis_plan(len(operators), order, mode)
+    basis = [x]
+    for s, op in enumerate(operators):
+        if order == 0:
+            break
+        v = starts[s]
+        nz = [(j, c) for j, c in enumerate(v) if c != 0.0]
+        if len(nz) == 1 and nz[0][1] == 1.0:
+            cur = basis[nz[0][0]]
+        else:
+            cur = sum((c * basis[j] for j, c in nz[1:]), nz[0][1] * basis[nz[0][0]])
+        for _ in range(order):
+            cur = propagate(op, cur)
+            basis.append(cur)
+    return basis, diffusion_coefficients(len(operators), order, mode)
 
 
 # -------------------------------------------------------------------------------- cache

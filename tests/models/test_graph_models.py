@@ -289,3 +289,28 @@ def test_models_run_on_pyg_data_and_another_graph():
         # a trained model runs on a graph of another size (no per-node parameters)
         x7 = torch.randn(2, 12, 7, 2)
         assert model(x7, *graph(7)).shape == (2, 3, 7, 1)
+
+
+def test_dcrnn_checkpoint_same_numbers():
+    """Gradient checkpointing per step (a memory option) gives the same outputs and gradients."""
+    torch.manual_seed(0)
+    spec = ModelSpec(num_nodes=5, in_channels=2, out_channels=1, input_len=4, horizon=3)
+    plain = DCRNN(spec, hidden_channels=6, reference_compat=True).double()
+    ckpt = DCRNN(spec, hidden_channels=6, reference_compat=True, checkpoint=True).double()
+    ckpt.load_state_dict(plain.state_dict())
+    ei = torch.tensor([[0, 1, 2, 3, 4, 0], [1, 2, 3, 4, 0, 2]])
+    x = torch.randn(3, 4, 5, 2, dtype=torch.float64)
+    y = torch.randn(3, 3, 5, 1, dtype=torch.float64)
+    outs, grads = [], []
+    for model in (plain, ckpt):
+        model.train()
+        torch.manual_seed(1)  # same teacher-forcing draws
+        out = model(x, ei, targets=y, teacher_forcing=0.5)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(outs[0], outs[1])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():  # no gradient: the plain path
+        torch.testing.assert_close(ckpt.eval()(x, ei), plain.eval()(x, ei))
