@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +23,13 @@ def shared_data() -> Path:
         pytest.skip(f"real benchmark files not found at {root} "
                     "(set STGNN_SHARED_DATA to their folder)")
     return root
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread for modules of tiny tensors: faster, and immune to spinning OpenMP
+    workers on a shared 2-core machine (two threads made those tests ~10x slower there)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -13,15 +13,7 @@ from stgnn.models.dcrnn import DCRNN
 from stgnn.models.gwnet import GraphWaveNet
 from stgnn.models.stgcn import STGCN
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to spinning OpenMP workers on a
-    shared 2-core machine (where 2 threads made these tests ~10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 N = 5

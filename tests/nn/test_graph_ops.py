@@ -17,15 +17,7 @@ from stgnn.nn.graph_ops import (
     to_edge_index,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to spinning OpenMP workers on a
-    shared 2-core machine (where 2 threads made these tests ~10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def directed_graph(n: int = 9, seed: int = 0) -> np.ndarray:
