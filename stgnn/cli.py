@@ -194,7 +194,7 @@ def _window_starts_for(exp: Experiment, stamps: Sequence[str]) -> tuple[list[pd.
 def _cmd_predict(args: argparse.Namespace) -> int:
     exp, _ = experiment_from_checkpoint(args.checkpoint, args.data_dir, args.device)
     origins, starts = _window_starts_for(exp, args.at)
-    pred = exp.predict(starts)[..., 0].numpy()  # [B, H, N]
+    pred = exp.predict(exp.data.batch(starts))[..., 0].numpy()  # [B, H, N]
     step = pd.Timedelta(minutes=exp.dataset.interval_minutes)
     T = exp.dataset.num_steps
     rows = []
@@ -241,7 +241,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     for i in range(0, starts.numel(), 256):
         chunk = starts[i : i + 256]
         batch = exp.data.batch(chunk)
-        pred = exp.predict(chunk)
+        pred = exp.predict(batch)
         metrics.update(pred, batch.y, batch.mask)
         h = args.horizon - 1
         preds.append(pred[:, h, sensors, 0])

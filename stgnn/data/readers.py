@@ -70,7 +70,7 @@ def _finish(
         timestamps,
         interval_minutes=info.interval_minutes,
         units=info.units,
-        feature_names=info.feature_names[: values.shape[2]] if values.ndim == 3 else info.feature_names[:1],
+        feature_names=info.feature_names[: values.shape[2]],
         source=info.source,
         split=info.split,
         missing_zero=info.missing_zero,
@@ -160,7 +160,7 @@ def _read_los_loop(folder: Path, info: DatasetInfo) -> TrafficDataset:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable csv ({exc})") from exc
-    values = frame.to_numpy(dtype=np.float64) if frame.shape[1] else np.empty((0, 0))
+    values = frame.to_numpy(dtype=np.float64)
     graph = SensorGraph.from_dense(read_dense_csv(folder / "los_adj.csv"), list(frame.columns.astype(str)),
                                    source=str(folder / "los_adj.csv"))
     return _finish(info, values[:, :, None], graph, None)

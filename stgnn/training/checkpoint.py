@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_text", "environment", "load_checkpoint", "save_checkpoint"]
+__all__ = ["atomic_write_text", "environment", "load_checkpoint", "save_checkpoint", "write_json"]
 
 
 def _umask() -> int:

@@ -28,7 +28,7 @@ from stgnn.data.dataset import TrafficDataset
 from stgnn.data.readers import load_dataset
 from stgnn.data.windows import StandardScaler, WindowData
 from stgnn.metrics import MaskedMetrics, masked_mae_loss
-from stgnn.models import Forecaster, ModelSpec, build_model
+from stgnn.models import Batch, Forecaster, ModelSpec, build_model
 from stgnn.models.dcrnn import DCRNN
 from stgnn.training.checkpoint import (
     atomic_write_text,
@@ -135,12 +135,11 @@ class Experiment:
             ds.graph.edge_index.to(device), ds.graph.edge_weight.to(device),
         )
 
-    def predict(self, batch_starts: Tensor) -> Tensor:
-        """Forecasts in raw units ``[B, H, N, F_out]`` for the windows at ``batch_starts``."""
+    def predict(self, batch: Batch) -> Tensor:
+        """Forecasts in raw units ``[B, H, N, F_out]`` (on the CPU) for ``batch``."""
         self.model.eval()
         with torch.no_grad():
-            batch = self.data.batch(batch_starts).to(self.device)
-            pred = self.model.forecast(batch, self.edge_index, self.edge_weight)
+            pred = self.model.forecast(batch.to(self.device), self.edge_index, self.edge_weight)
         return self.data.target_scaler.inverse(pred.float()).cpu()
 
     def evaluate(self, split: str, batch_size: int = 64, progress: bool = False) -> MaskedMetrics:
