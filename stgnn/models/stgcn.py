@@ -77,7 +77,8 @@ class STGCN(Forecaster):
     its checkpoints load key-for-key; ``False`` (default) omits them (229,825).
 
     Implementation: the GLU's residual is folded into the convolution weight
-    (:meth:`~stgnn.nn.GatedTemporalConv.folded_weight`) and the GLU is one fused autograd function;
+    (:meth:`~stgnn.nn.GatedTemporalConv.folded_weight`), so each GLU layer is one convolution and
+    one ``F.glu``;
     dropout masks come from :func:`stgnn.nn.dropout.dropout` (same distribution as ``F.dropout``,
     drawn 3-5x faster on CPU from another random stream).
 

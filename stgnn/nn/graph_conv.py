@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from stgnn.nn.graph_ops import diffusion_basis, diffusion_series, get_operator
+from stgnn.nn.inits import kaiming_uniform_reset
 
 __all__ = ["ChebGraphConv", "GraphConv"]
-
-
-def _kaiming_reset(weight: Tensor, bias: Tensor | None) -> None:
-    """hazdzz/STGCN's initialisation (``kaiming_uniform_(a=sqrt(5))``, fan-in bounded bias)."""
-    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
-    if bias is not None:
-        fan_in, _ = nn.init._calculate_fan_in_and_fan_out(weight)
-        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        nn.init.uniform_(bias, -bound, bound)
 
 
 class ChebGraphConv(nn.Module):
@@ -84,7 +74,7 @@ class ChebGraphConv(nn.Module):
 
     def reset_parameters(self) -> None:
         """Initialise as hazdzz/STGCN (``kaiming_uniform_(a=sqrt(5))``)."""
-        _kaiming_reset(self.weight, self.bias)
+        kaiming_uniform_reset(self.weight, self.bias)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         """Apply the filter (see the class docstring for shapes)."""
@@ -146,7 +136,7 @@ class GraphConv(nn.Module):
 
     def reset_parameters(self) -> None:
         """Initialise as hazdzz/STGCN."""
-        _kaiming_reset(self.weight, self.bias)
+        kaiming_uniform_reset(self.weight, self.bias)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         """Apply the convolution (see the class docstring for shapes)."""
