@@ -1,5 +1,6 @@
 """Data: canonical benchmark readers, sensor graphs, windows, splits and scaling."""
 
+from stgnn.data.batch import Batch
 from stgnn.data.custom import load_custom
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.download import ChecksumError, MissingFilesError, download_dataset, verify_dataset
@@ -9,6 +10,7 @@ from stgnn.data.registry import DATASETS, get_info
 from stgnn.data.windows import StandardScaler, WindowData, split_windows
 
 __all__ = [
+    "Batch",
     "DATASETS",
     "ChecksumError",
     "MissingFilesError",
