@@ -55,6 +55,7 @@ def _finish(
     values: np.ndarray,
     graph: SensorGraph,
     timestamps: pd.DatetimeIndex | None,
+    file: Path,
 ) -> TrafficDataset:
     derived = timestamps is None
     if timestamps is None:
@@ -76,6 +77,7 @@ def _finish(
         missing_zero=info.missing_zero,
         timestamps_derived=derived,
         notes=info.notes,
+        file=str(file),
     )
 
 
@@ -88,7 +90,7 @@ def _read_dcrnn(folder: Path, info: DatasetInfo, h5_name: str, key: str, pkl: st
         graph = graph.reorder(sensor_ids)
     if not isinstance(frame.index, pd.DatetimeIndex):
         raise ValueError(f"{folder / h5_name}: index is {type(frame.index).__name__}, expected timestamps")
-    return _finish(info, frame.to_numpy(dtype=np.float64)[:, :, None], graph, frame.index)
+    return _finish(info, frame.to_numpy(dtype=np.float64)[:, :, None], graph, frame.index, folder / h5_name)
 
 
 def _read_metr_la(folder: Path, info: DatasetInfo) -> TrafficDataset:
@@ -132,7 +134,7 @@ def _pems_reader(number: str) -> Callable[[Path, DatasetInfo], TrafficDataset]:
             graph = SensorGraph.from_edge_list(
                 edges, None, num_nodes=data.shape[1], weight="binary", symmetric=True
             )
-        return _finish(info, data, graph, None)
+        return _finish(info, data, graph, None, folder / f"PEMS{number}.npz")
 
     return read
 
@@ -149,7 +151,7 @@ def _read_pemsd7m(folder: Path, info: DatasetInfo) -> TrafficDataset:
     if stations.is_file():
         node_ids = [str(i) for i in pd.read_csv(stations)["ID"]]
     graph = SensorGraph.from_distance_matrix(distances, node_ids, kernel="stgcn")
-    return _finish(info, speeds[:, :, None], graph, None)
+    return _finish(info, speeds[:, :, None], graph, None, folder / "PeMSD7_V_228.csv")
 
 
 def _read_los_loop(folder: Path, info: DatasetInfo) -> TrafficDataset:
@@ -163,7 +165,7 @@ def _read_los_loop(folder: Path, info: DatasetInfo) -> TrafficDataset:
     values = frame.to_numpy(dtype=np.float64)
     graph = SensorGraph.from_dense(read_dense_csv(folder / "los_adj.csv"), list(frame.columns.astype(str)),
                                    source=str(folder / "los_adj.csv"))
-    return _finish(info, values[:, :, None], graph, None)
+    return _finish(info, values[:, :, None], graph, None, path)
 
 
 READERS: dict[str, Callable[[Path, DatasetInfo], TrafficDataset]] = {
