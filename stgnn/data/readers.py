@@ -193,8 +193,12 @@ def load_dataset(
         name: One of ``metr-la, pems-bay, pems03, pems04, pems07, pems08, pemsd7m, los-loop``.
         root: Data root holding one folder per dataset.  Default: ``$STGNN_DATA``, else
             ``./datasets`` (resolved at call time).
-        download: Fetch missing files that have a direct download address.
-        verify: Check sha256 digests where they are known (cached per file).
+        download: When required files are missing and all of them have a direct download
+            address, fetch them first (pooch: progress bar, sha256 check, bounded time; see
+            :func:`stgnn.data.download.ensure_dataset`). Default ``False``: a missing file is
+            an error that lists it with its folder and source.
+        verify: Check sha256 digests where they are known (files up to 256 MiB are re-hashed
+            on every load; larger ones may use the verification cache, with a warning).
 
     Returns:
         The dataset, with ``.series [T, N, F]``, ``.mask [T, N]``, ``.timestamps`` and ``.graph``.
