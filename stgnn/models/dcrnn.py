@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import cast
 
@@ -27,8 +26,9 @@ class DCRNN(Forecaster):
     prediction (``F_out`` features, a linear projection of the top hidden state) and, while
     training with ``targets``, the ground truth instead with probability ``teacher_forcing``
     (one draw per decoder step for the whole batch, as the reference).  In eval mode targets are
-    never used.  The trainer gets the probability from :meth:`teacher_forcing_ratio`
-    (inverse-sigmoid decay, ``tau = 2000``).
+    never used.  The trainer gets the probability from
+    :func:`stgnn.training.schedules.inverse_sigmoid_teacher_forcing` (inverse-sigmoid decay,
+    ``tau = 2000``).
 
     Implementation: states are kept node-leading ``[N, B, H]``; every hidden state is diffused
     once and the result reused by the next layer (as its input) and by the same layer at the next
@@ -104,22 +104,6 @@ class DCRNN(Forecaster):
             [cell(spec.out_channels if i == 0 else hidden_channels) for i in range(num_layers)]
         )
         self.projection = nn.Linear(hidden_channels, spec.out_channels)
-
-    @staticmethod
-    def teacher_forcing_ratio(step: int, tau: float = 2000.0) -> float:
-        """Probability of feeding the ground truth at global step ``step``: ``tau / (tau + exp(step / tau))``.
-
-        The inverse-sigmoid decay of scheduled sampling (Bengio et al. 2015) with DCRNN's
-        ``cl_decay_steps = tau``.
-
-        Example:
-            >>> round(DCRNN.teacher_forcing_ratio(0), 4), DCRNN.teacher_forcing_ratio(10**9)
-            (0.9995, 0.0)
-        """
-        z = step / tau
-        if z > 700.0:
-            return 0.0
-        return tau / (tau + math.exp(z))
 
     def forecast(
         self,
