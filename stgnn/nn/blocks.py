@@ -12,7 +12,7 @@ from torch_geometric.utils import scatter
 
 from stgnn.nn.dropout import Dropout, dropout
 from stgnn.nn.graph_conv import ChebGraphConv, GraphConv
-from stgnn.nn.graph_ops import OperatorKind, diffusion_series, get_operator, transpose_operator
+from stgnn.nn.graph_ops import Operator, OperatorCache, OperatorKind, diffusion_series, get_operator, transpose_operator
 from stgnn.nn.temporal import ChannelAlign, GatedTCN, GatedTemporalConv
 
 __all__ = ["GraphWaveNetLayer", "NodeLayerNorm", "STConvBlock"]
@@ -206,18 +206,12 @@ class STConvBlock(nn.Module):
             edge_index: ``[2, E]`` (or a dense ``[N, N]`` adjacency).
             edge_weight: ``[E]`` or ``None``.
             batch: ``[N]`` graph index of each node when the graph is a PyG ``Batch`` (a disjoint
-                union): the layer norm then normalises each graph on its own.  The Chebyshev
-                graph conv needs a fixed ``lambda_max`` for a batch (its computed ``lambda_max``
-                would be one value for the whole union); the first-order graph conv needs nothing.
+                union): the graph conv (a computed Chebyshev ``lambda_max``) and the layer norm
+                then work per graph, so each graph gets the result it gets alone.
         """
-        if batch is not None and isinstance(self.graph_conv, ChebGraphConv) and self.graph_conv.lambda_max is None:
-            raise ValueError(
-                "STConvBlock: a batch vector with graph_conv='cheb' needs a fixed lambda_max (e.g. "
-                "lambda_max=2.0): the computed lambda_max would be one value for all graphs of the batch"
-            )
         h = self.temporal1(x)
         a = self.align(h)
-        h = torch.relu(self.graph_conv(a, edge_index, edge_weight) + a)
+        h = torch.relu(self.graph_conv(a, edge_index, edge_weight, batch) + a)
         h = self.temporal2(h)
         return self.dropout(self.norm(h, batch))
 
@@ -268,6 +262,8 @@ class GraphWaveNetLayer(nn.Module):
         bias: Biases. Default ``True``.
         reference_compat: Also register the residual 1x1 conv when the graph conv is used (the
             reference creates it and never uses it). Default ``False``.
+        cached: Reuse the fixed supports built at the first call (as PyG's ``cached=True``;
+            served only while the graph is unchanged, see :class:`~stgnn.nn.OperatorCache`). Default ``False``.
         node_dim: Node axis. Default ``-2``.
         time_dim: Time axis. Default ``-3`` (``[B, T, N, C]``).
 
@@ -299,10 +295,13 @@ class GraphWaveNetLayer(nn.Module):
         bias: bool = True,
         *,
         reference_compat: bool = False,
+        cached: bool = False,
         node_dim: int = -2,
         time_dim: int = -3,
     ) -> None:
         super().__init__()
+        self.cached = cached
+        self._cache = OperatorCache()
         self.supports = tuple(supports)
         self.adaptive = adaptive
         self.order = order
@@ -367,11 +366,15 @@ class GraphWaveNetLayer(nn.Module):
             assert self.mlp is not None
             nd = self.node_dim % x.dim()
             hn = h.movedim(nd, 0)
-            ops: list[Tensor] = []
+            ops: list[Operator | Tensor] = []
             if self.supports:
                 if edge_index is None:
                     raise ValueError("edge_index is required for the fixed supports")
-                ops = [get_operator(k, edge_index, edge_weight, hn.size(0), dtype=h.dtype) for k in self.supports]
+                cache = self._cache if self.cached else None
+                ops = [
+                    get_operator(k, edge_index, edge_weight, hn.size(0), dtype=h.dtype, cache=cache)
+                    for k in self.supports
+                ]
             if self.adaptive:
                 if adaptive_adj is None:
                     raise ValueError("adaptive=True needs adaptive_adj")
