@@ -65,6 +65,7 @@ class Case:
     # known gaps of the graph side (stgnn.nn.graph_ops), each an xfail(strict=True) below
     forward_ad_gap: bool = False  # the sparse product has no forward-mode AD
     func_gap: bool = False  # the computed Chebyshev lambda_max leaves torch for numpy
+    compile_gap: bool = False  # the graph operators break torch.compile(fullgraph=True)
 
 
 def _gwn_call(m: nn.Module, x: Tensor, ei: Tensor, ew: Tensor) -> Tensor:
@@ -93,12 +94,12 @@ CASES = [
          repr_has=("p=0.3",)),
     Case("stconv_cheb", lambda: STConvBlock(2, 4, 3, 4, num_nodes=N, kernel_size=2, K=3),
          lambda m, x, ei, ew: m(x, ei, ew), (2, 5, N, 2), (2, 3, N, 4), equivariant=False,
-         repr_has=(f"num_nodes={N}",), forward_ad_gap=True, func_gap=True),
+         repr_has=(f"num_nodes={N}",), forward_ad_gap=True, func_gap=True, compile_gap=True),
     Case("stconv_first_order", lambda: STConvBlock(2, 4, 3, 4, kernel_size=2, graph_conv="first_order"),
-         lambda m, x, ei, ew: m(x, ei, ew), (2, 5, N, 2), (2, 3, N, 4), forward_ad_gap=True),
+         lambda m, x, ei, ew: m(x, ei, ew), (2, 5, N, 2), (2, 3, N, 4), forward_ad_gap=True, compile_gap=True),
     Case("gwnet_layer", lambda: GraphWaveNetLayer(3, 4, 6, dilation=2, adaptive=False, dropout=0.0).eval(),
          _gwn_call, (2, 5, N, 3), (2, 3, N, 6), repr_has=("order=2", "adaptive=False"),
-         forward_ad_gap=True),
+         forward_ad_gap=True, compile_gap=True),
     Case("gwnet_layer_no_gcn", lambda: GraphWaveNetLayer(3, 4, 6, gcn=False, adaptive=False).eval(),
          _gwn_call, (2, 5, N, 3), (2, 4, N, 6)),
 ]
@@ -130,6 +131,12 @@ FUNC_XFAIL = pytest.mark.xfail(
     reason="graph side (stgnn.nn.graph_ops.largest_eigenvalue): the computed lambda_max goes through numpy, "
     "which torch.func's wrapped tensors cannot enter; remove this mark when it stays in torch",
 )
+COMPILE_XFAIL = pytest.mark.xfail(
+    strict=True,
+    reason="graph side (stgnn.nn.graph_ops): its sparse operators and data-dependent checks break "
+    "torch.compile(fullgraph=True); remove this mark when the graph layers compile",
+)
+COMPILE_CASES = [pytest.param(c, id=c.name, marks=[COMPILE_XFAIL] if c.compile_gap else []) for c in CASES]
 FORWARD_AD_CASES = [pytest.param(c, id=c.name, marks=[FORWARD_AD_XFAIL] if c.forward_ad_gap else []) for c in CASES]
 FUNC_CASES = [pytest.param(c, id=c.name, marks=[FUNC_XFAIL] if c.func_gap else []) for c in CASES]
 
@@ -225,6 +232,42 @@ def test_func_grad_and_jacrev_equal_autograd(case: Case) -> None:
     jac = jacrev(lambda xx: f(xx, *params))(x)  # [out..., in...]
     vjp_from_jac = jac.reshape(w.numel(), -1).t().mv(w.reshape(-1)).reshape(x.shape)
     torch.testing.assert_close(vjp_from_jac, want[0])
+
+
+def _compiled_equals_eager(case: Case, backend: str) -> None:
+    """Forward and gradients (input and parameters) of ``torch.compile(fullgraph=True)`` = eager."""
+    torch._dynamo.reset()
+    m = build(case, torch.float32)
+    x, ei, ew = inputs(case, torch.float32)
+    bound = Bound(case, m, ei, ew)
+    compiled = torch.compile(bound, fullgraph=True, backend=backend)
+    results = []
+    for fn in (bound, compiled):
+        xx = x.clone().requires_grad_()
+        out = fn(xx)
+        grads = torch.autograd.grad(out.square().sum(), [xx, *m.parameters()])
+        results.append((out, grads))
+    (out_e, grads_e), (out_c, grads_c) = results
+    torch.testing.assert_close(out_c, out_e, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads_c, grads_e, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", COMPILE_CASES)
+def test_compile_fullgraph_equals_eager(case: Case) -> None:
+    """Traced by dynamo without a graph break, through AOT autograd (no code generation)."""
+    _compiled_equals_eager(case, "aot_eager")
+
+
+INDUCTOR_CASES = {"glu_shrink", "gwnet_layer_no_gcn", "norm_shared", "tcn"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES if c.name in INDUCTOR_CASES])
+def test_compile_inductor_equals_eager(case: Case) -> None:
+    """The default backend (generated C++ kernels, ~5-20 s per layer on 2 cores): one case per
+    kind of temporal computation."""
+    _compiled_equals_eager(case, "inductor")
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.equivariant], ids=[c.name for c in CASES if c.equivariant])
