@@ -12,6 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from stgnn.models.base import Batch, Forecaster, ModelSpec
 from stgnn.nn.diffusion import DCGRUCell, DCGRUWeights
+from stgnn.nn.graph_ops import Operator
 
 __all__ = ["DCRNN"]
 
@@ -60,6 +61,9 @@ class DCRNN(Forecaster):
             node, sample, layer and step (3x less peak memory at 2,000 nodes; a 10,000-node graph
             trains at batch 16 in 5.4 GB, see experiments/results/BENCHMARKS.md) for about 1.5x
             the time; same numbers.  Default ``False``.
+        cached: Reuse the graph operators built at the first call while the graph passed in is
+            unchanged (compared with a private copy, see :class:`~stgnn.nn.OperatorCache`).
+            Default ``True``.
 
     Shapes:
         ``x [B, T, N, F_in]``, ``edge_index [2, E]``, ``edge_weight [E]``,
@@ -83,6 +87,7 @@ class DCRNN(Forecaster):
         bidirectional: bool = True,
         reference_compat: bool = False,
         checkpoint: bool = False,
+        cached: bool = True,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -96,6 +101,7 @@ class DCRNN(Forecaster):
                 K,
                 reference_compat=reference_compat,
                 bidirectional=bidirectional,
+                cached=cached,
                 node_dim=0,
             )
 
@@ -193,7 +199,7 @@ class DCRNN(Forecaster):
     def _forward_checkpointed(
         self,
         x: Tensor,
-        ops: list[Tensor],
+        ops: list[Operator],
         enc_w: list[DCGRUWeights],
         dec_w: list[DCGRUWeights],
         truth: Tensor | None,
