@@ -11,6 +11,8 @@ from tiny_runs import make_config, trainer, write_data
 
 from stgnn.cli import main
 from stgnn.training.checkpoint import load_checkpoint, save_checkpoint
+from stgnn.training.config import RunConfig, TrainConfig
+from stgnn.training.trainer import Experiment
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -101,3 +103,12 @@ def test_old_checkpoint_without_fingerprint_still_loads_with_a_warning(ha_run, t
     with pytest.warns(UserWarning, match="records no data fingerprint"):
         result = _evaluate(checkpoint, tmp_path / "e.json")
     assert result["horizons"]["average"]["mae"] is not None
+
+
+def test_registry_dataset_fingerprint_lists_its_files(shared_data, tmp_path):
+    cfg = RunConfig(model="ha", dataset="los-loop", train=TrainConfig(device="cpu"))
+    exp = Experiment.build(cfg, shared_data)
+    fp = exp.fingerprint()
+    assert len(fp["sensor_ids"]) == 207 and fp["interval_minutes"] == 5 and fp["num_steps"] == 2016
+    assert fp["windows"] == {"train": 1395, "val": 199, "test": 399}
+    assert {"los_speed.csv", "los_adj.csv"} <= set(fp["files"])
