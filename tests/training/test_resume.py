@@ -64,3 +64,32 @@ def test_existing_run_needs_resume_flag(tmp_path):
     subprocess.run(cmd, check=True, env=_env(), capture_output=True)
     again = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_refused_resume_gives_advice_that_works(tmp_path, capsys):
+    from stgnn.cli import main
+
+    series, locations = standins.write_custom(tmp_path / "data", t=300, n=4)
+    out = tmp_path / "run"
+    args = _args(series, locations, out)
+    args[args.index("3")] = "1"
+    assert main(args) == 0
+    assert main([*args, "--lr", "0.01", "--epochs", "2", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "train.lr: 0.001 in the run, 0.01 now" in err and "train.epochs" not in err.split("Only")[0]
+    advice = err[err.index("stgnn train --config"):].split(". ")[0].split()
+    assert advice[:2] == ["stgnn", "train"]
+    assert main([*advice[1:], "--epochs", "2", "--quiet"]) == 0  # the advised command (with more epochs)
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2
+
+
+def test_reusing_a_folder_whose_run_died_before_its_first_checkpoint_is_said(tmp_path):
+    from tiny_runs import make_config, trainer, write_data
+
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.toml").write_text("# left by a run killed in its first epoch\n")
+    logs: list[str] = []
+    trainer(make_config(*data, epochs=1), out, logs).fit()
+    assert any("ended before its first checkpoint" in line for line in logs)
