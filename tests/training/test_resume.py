@@ -93,3 +93,40 @@ def test_reusing_a_folder_whose_run_died_before_its_first_checkpoint_is_said(tmp
     logs: list[str] = []
     trainer(make_config(*data, epochs=1), out, logs).fit()
     assert any("ended before its first checkpoint" in line for line in logs)
+
+
+# Runs the CLI with a trainer that pauses after its first update until stdin gets a line.
+_PAUSED_RUN = """
+import sys
+from stgnn.training.trainer import Trainer
+
+def on_step(self, epoch, step):
+    if step == 1:
+        print("holding", flush=True)
+        sys.stdin.readline()
+
+Trainer.on_step = on_step
+from stgnn.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_second_run_into_a_busy_folder_is_refused_and_the_first_completes(tmp_path):
+    series, locations = standins.write_custom(tmp_path / "data", t=300, n=4)
+    out = tmp_path / "run"
+    args = _args(series, locations, out)
+    args[args.index("3")] = "1"
+    first = subprocess.Popen([sys.executable, "-c", _PAUSED_RUN, *args], env=_env(), text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert first.stdout is not None
+        lines = iter(first.stdout.readline, "")
+        assert any(line.strip() == "holding" for line in lines), "the first run ended before its first update"
+        second = subprocess.run([sys.executable, "-m", "stgnn.cli", *args], env=_env(), capture_output=True,
+                                text=True)
+    finally:
+        rest, err = first.communicate("\n", timeout=300)
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert f"run folder is in use by pid {first.pid} on " in second.stderr
+    assert first.returncode == 0, err[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 1
