@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from stgnn.data.dataset import TrafficDataset
-from stgnn.data.graph import SensorGraph, coordinates_table, read_dense_csv
+from stgnn.data.graph import SensorGraph
+from stgnn.data.graph_io import coordinates_table, read_dense_csv
 
 __all__ = ["load_custom", "read_series_table"]
 

@@ -25,7 +25,8 @@ import pandas as pd
 
 from stgnn.data.dataset import TrafficDataset, derive_timestamps
 from stgnn.data.download import ensure_dataset
-from stgnn.data.graph import SensorGraph, read_dense_csv
+from stgnn.data.graph import SensorGraph
+from stgnn.data.graph_io import read_dense_csv
 from stgnn.data.registry import DatasetInfo, get_info
 
 __all__ = ["READERS", "load_dataset", "read_hdf_frame"]

@@ -244,7 +244,8 @@ def test_knn_explicit_threshold_that_isolates_warns_why():
 def test_knn_on_the_real_metr_la_locations_leaves_no_node_isolated():
     from pathlib import Path
 
-    from stgnn.data.graph import SensorGraph, coordinates_table
+    from stgnn.data.graph import SensorGraph
+    from stgnn.data.graph_io import coordinates_table
 
     path = Path("/work/shared/data/metr-la/graph_sensor_locations.csv")
     if not path.is_file():
