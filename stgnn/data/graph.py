@@ -31,7 +31,6 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from torch import Tensor
-from torch_geometric.utils import add_remaining_self_loops, remove_self_loops
 
 from stgnn.data.graph_io import (
     _SHOWN,
@@ -802,6 +801,8 @@ class SensorGraph:
         """
         if policy == "keep":
             return self
+        from torch_geometric.utils import add_remaining_self_loops, remove_self_loops  # slow import: only here
+
         if policy == "remove":
             index, weight = remove_self_loops(self.edge_index, self.edge_weight)
         elif policy == "add":
