@@ -198,9 +198,13 @@ def read_series_table(
                 f"{stamps[0]} (the interval is the most common gap), e.g. {shown}; fix the file or "
                 "resample onto the grid (resample=True: each step takes the mean of its readings)"
             )
-        binned = pd.DataFrame(values, index=stamps).resample(step, origin=stamps[0]).mean()
+        resampler = pd.DataFrame(values, index=stamps).resample(step, origin=stamps[0])
+        binned, shared = resampler.mean(), int((resampler.size() > 1).sum())
         grid = pd.DatetimeIndex(binned.index)
         values = binned.to_numpy(dtype=np.float64)
+        warnings.warn(f"{path}: {int(off_grid.sum())} off-grid timestamps resampled onto the "
+                      f"{step // pd.Timedelta(minutes=1)}-minute grid; {shared} grid steps hold the mean of "
+                      "several rows", UserWarning, stacklevel=2)
     else:
         grid = pd.date_range(stamps[0], stamps[-1], freq=step)
         if len(grid) != len(stamps):
