@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stgnn.data.custom import read_table
 from stgnn.data.dataset import TrafficDataset, derive_timestamps
 from stgnn.data.download import ensure_dataset
-from stgnn.data.graph import SensorGraph, read_dense_csv
+from stgnn.data.graph import SensorGraph
+from stgnn.data.graph_io import read_dense_csv
 from stgnn.data.registry import DatasetInfo, get_info
 
 __all__ = ["READERS", "load_dataset", "read_hdf_frame"]
@@ -156,13 +158,11 @@ def _read_pemsd7m(folder: Path, info: DatasetInfo) -> TrafficDataset:
 
 def _read_los_loop(folder: Path, info: DatasetInfo) -> TrafficDataset:
     path = folder / "los_speed.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+    frame = read_table(path)  # header = sensor ids: repeated ones are named, not renamed
     try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable csv ({exc})") from exc
-    values = frame.to_numpy(dtype=np.float64)
+        values = frame.to_numpy(dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{path}: readings must be numeric ({exc})") from exc
     graph = SensorGraph.from_dense(read_dense_csv(folder / "los_adj.csv"), list(frame.columns.astype(str)),
                                    source=str(folder / "los_adj.csv"))
     return _finish(info, values[:, :, None], graph, None, path)
