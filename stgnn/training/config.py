@@ -338,7 +338,8 @@ def _where(loc: tuple[str, ...], source: str, labels: dict[tuple[str, ...], str]
     if not loc:
         return source
     if len(loc) == 1:
-        return f"{source}: [{loc[0]}]" if loc[0] in ("data", "train", "custom", "model_params") else f"{source}: {loc[0]}"
+        table = loc[0] in ("data", "train", "custom", "model_params")
+        return f"{source}: [{loc[0]}]" if table else f"{source}: {loc[0]}"
     return f"{source}: [{loc[0]}] {'.'.join(loc[1:])}"
 
 
