@@ -231,7 +231,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     for model, dataset in jobs:
         record = reproduce(model, dataset, root=root, progress=not args.quiet, runs_dir=args.runs_dir,
                            results_dir=args.results_dir, download=not args.no_download,
-                           train_overrides={"epochs": args.epochs, "device": args.device})
+                           train_overrides={"epochs": args.epochs, "max_batches": args.max_batches,
+                                            "device": args.device})
         published = published_for(dataset, model)
         print(f"\n{model} on {dataset}: {record['wall_seconds'] / 60:.1f} min on {record['device']}\n")
         print(horizon_table(record["horizons"], published))
@@ -434,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dataset", nargs="?", choices=list(DATASETS))
     r.add_argument("--all", action="store_true", help="every config whose dataset is present")
     r.add_argument("--epochs", type=int, help="override the paper's epochs (recorded in the results)")
+    r.add_argument("--max-batches", type=int, help="cap training batches per epoch (recorded in the results)")
     r.add_argument("--device", default=None)
     r.add_argument("--runs-dir", default="runs/reproduce", help="where run directories go (default runs/reproduce)")
     r.add_argument("--results-dir", default=str(RESULTS_DIR),
@@ -558,8 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except USER_ERRORS as exc:
             if args.debug:
                 raise
+            # one line per problem; indented lines continue the problem above them
             for line in (_message(exc) or type(exc).__name__).splitlines():
-                print(f"stgnn: error: {line}", file=sys.stderr)
+                print(line if line[:1].isspace() else f"stgnn: error: {line}", file=sys.stderr)
             return 2
 
 

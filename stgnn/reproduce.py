@@ -23,7 +23,7 @@ from stgnn.data.download import ensure_dataset
 from stgnn.published import published_for
 from stgnn.report import horizon_table
 from stgnn.training.checkpoint import atomic_write_text, write_json
-from stgnn.training.config import RunConfig
+from stgnn.training.config import RunConfig, merge
 from stgnn.training.trainer import Experiment, Trainer
 
 __all__ = ["RESULTS_DIR", "available_configs", "reproduce", "write_summary"]
@@ -71,8 +71,8 @@ def reproduce(
         raise ValueError(f"no paper config {paper_config_name(model, dataset)}; have: {known}")
     overrides = {k: v for k, v in (train_overrides or {}).items() if v is not None}
     if overrides:
-        cfg = RunConfig.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], **overrides}},
-                                  source="overrides", labels={("train", k): f"--{k}" for k in overrides})
+        labels = {("train", k): f"--{k.replace('_', '-')}" for k in overrides}
+        cfg = RunConfig.from_dict(merge(cfg, {"train": overrides}), source="overrides", labels=labels)
     run_dir = Path(runs_dir) / f"{model}-{dataset}"
     start = time.perf_counter()
     ensure_dataset(dataset, root, download=download, progress=progress)
