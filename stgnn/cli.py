@@ -158,8 +158,7 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
         for key, value in cli_custom.items():
             merged["custom"][key] = str(Path(value).resolve()) if isinstance(value, str) else value
             labels[("custom", key)] = f"--{key.replace('_', '-')}"
-        if args.series:
-            labels[("custom",)] = "--series"
+        labels[("custom",)] = "--series" if args.series else f"--{next(iter(cli_custom)).replace('_', '-')}"
     for key in _TRAIN_OPTIONS:
         value = getattr(args, key)
         if value is not None:
@@ -190,11 +189,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _check_device(cfg.train.device, "--device" if args.device else "[train] device")
     output = Path(args.output) if args.output else _default_output(cfg)
     _check_writable(output, "--output")
-    has_run = (output / "checkpoint.pt").exists()
-    if args.resume and not has_run:
-        raise UsageError(f"--resume: {output} holds no checkpoint.pt to continue")
-    if has_run and not args.resume:
-        raise UsageError(f"--output {output}: already holds a run; continue it with --resume, or pick another --output")
     _ensure_data(cfg, args)
     exp = Experiment.build(cfg, args.data_dir)
     n_params = sum(p.numel() for p in exp.model.parameters())

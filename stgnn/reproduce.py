@@ -71,7 +71,7 @@ def reproduce(
         raise ValueError(f"no paper config {paper_config_name(model, dataset)}; have: {known}")
     overrides = {k: v for k, v in (train_overrides or {}).items() if v is not None}
     if overrides:
-        labels = {("train", k): f"--{k.replace('_', '-')}" for k in overrides}
+        labels: dict[tuple[str, ...], str] = {("train", k): f"--{k.replace('_', '-')}" for k in overrides}
         cfg = RunConfig.from_dict(merge(cfg, {"train": overrides}), source="overrides", labels=labels)
     run_dir = Path(runs_dir) / f"{model}-{dataset}"
     start = time.perf_counter()

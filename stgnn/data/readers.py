@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stgnn.data.custom import read_table
 from stgnn.data.dataset import TrafficDataset, derive_timestamps
 from stgnn.data.download import ensure_dataset
-from stgnn.data.graph import SensorGraph, read_dense_csv
+from stgnn.data.graph import SensorGraph
+from stgnn.data.graph_io import read_dense_csv
 from stgnn.data.registry import DatasetInfo, get_info
 
 __all__ = ["READERS", "load_dataset", "read_hdf_frame"]
@@ -55,6 +57,7 @@ def _finish(
     values: np.ndarray,
     graph: SensorGraph,
     timestamps: pd.DatetimeIndex | None,
+    file: Path,
 ) -> TrafficDataset:
     derived = timestamps is None
     if timestamps is None:
@@ -76,6 +79,7 @@ def _finish(
         missing_zero=info.missing_zero,
         timestamps_derived=derived,
         notes=info.notes,
+        file=str(file),
     )
 
 
@@ -88,7 +92,7 @@ def _read_dcrnn(folder: Path, info: DatasetInfo, h5_name: str, key: str, pkl: st
         graph = graph.reorder(sensor_ids)
     if not isinstance(frame.index, pd.DatetimeIndex):
         raise ValueError(f"{folder / h5_name}: index is {type(frame.index).__name__}, expected timestamps")
-    return _finish(info, frame.to_numpy(dtype=np.float64)[:, :, None], graph, frame.index)
+    return _finish(info, frame.to_numpy(dtype=np.float64)[:, :, None], graph, frame.index, folder / h5_name)
 
 
 def _read_metr_la(folder: Path, info: DatasetInfo) -> TrafficDataset:
@@ -132,7 +136,7 @@ def _pems_reader(number: str) -> Callable[[Path, DatasetInfo], TrafficDataset]:
             graph = SensorGraph.from_edge_list(
                 edges, None, num_nodes=data.shape[1], weight="binary", symmetric=True
             )
-        return _finish(info, data, graph, None)
+        return _finish(info, data, graph, None, folder / f"PEMS{number}.npz")
 
     return read
 
@@ -149,21 +153,19 @@ def _read_pemsd7m(folder: Path, info: DatasetInfo) -> TrafficDataset:
     if stations.is_file():
         node_ids = [str(i) for i in pd.read_csv(stations)["ID"]]
     graph = SensorGraph.from_distance_matrix(distances, node_ids, kernel="stgcn")
-    return _finish(info, speeds[:, :, None], graph, None)
+    return _finish(info, speeds[:, :, None], graph, None, folder / "PeMSD7_V_228.csv")
 
 
 def _read_los_loop(folder: Path, info: DatasetInfo) -> TrafficDataset:
     path = folder / "los_speed.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+    frame = read_table(path)  # header = sensor ids: repeated ones are named, not renamed
     try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable csv ({exc})") from exc
-    values = frame.to_numpy(dtype=np.float64)
+        values = frame.to_numpy(dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{path}: readings must be numeric ({exc})") from exc
     graph = SensorGraph.from_dense(read_dense_csv(folder / "los_adj.csv"), list(frame.columns.astype(str)),
                                    source=str(folder / "los_adj.csv"))
-    return _finish(info, values[:, :, None], graph, None)
+    return _finish(info, values[:, :, None], graph, None, path)
 
 
 READERS: dict[str, Callable[[Path, DatasetInfo], TrafficDataset]] = {
@@ -191,8 +193,12 @@ def load_dataset(
         name: One of ``metr-la, pems-bay, pems03, pems04, pems07, pems08, pemsd7m, los-loop``.
         root: Data root holding one folder per dataset.  Default: ``$STGNN_DATA``, else
             ``./datasets`` (resolved at call time).
-        download: Fetch missing files that have a direct download address.
-        verify: Check sha256 digests where they are known (cached per file).
+        download: When required files are missing and all of them have a direct download
+            address, fetch them first (pooch: progress bar, sha256 check, bounded time; see
+            :func:`stgnn.data.download.ensure_dataset`). Default ``False``: a missing file is
+            an error that lists it with its folder and source.
+        verify: Check sha256 digests where they are known (files up to 256 MiB are re-hashed
+            on every load; larger ones may use the verification cache, with a warning).
 
     Returns:
         The dataset, with ``.series [T, N, F]``, ``.mask [T, N]``, ``.timestamps`` and ``.graph``.

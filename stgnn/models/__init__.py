@@ -13,6 +13,7 @@ from stgnn.models.baselines import FCLSTM, HistoricalAverage, LastValue
 from stgnn.models.dcrnn import DCRNN
 from stgnn.models.gwnet import GraphWaveNet
 from stgnn.models.stgcn import STGCN
+from stgnn.models.tgcn import GCN, GRU, TGCN
 
 __all__ = ["MODELS", "Batch", "Forecaster", "ModelSpec", "build_model"]
 
@@ -23,6 +24,9 @@ MODELS: dict[str, type[Forecaster]] = {
     "stgcn": STGCN,
     "dcrnn": DCRNN,
     "gwnet": GraphWaveNet,
+    "tgcn": TGCN,
+    "gru": GRU,
+    "gcn": GCN,
 }
 
 
