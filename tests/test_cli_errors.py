@@ -214,3 +214,24 @@ def test_closed_stdout_does_not_stop_a_run(tmp_path, own_data):
     assert proc.returncode == 0, err.decode()
     assert b"Traceback" not in err and b"BrokenPipe" not in err
     assert (out / "metrics.json").is_file()
+
+
+def test_make_run_twice_gets_two_folders(tmp_path, monkeypatch):
+    # `make run` is `stgnn train` without --output: each run gets its own new folder
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli.time, "strftime", lambda fmt: "20260101-000000")
+    cfg = cli.RunConfig(model="stgcn", dataset="los-loop")
+    first = cli._default_output(cfg)
+    first.mkdir(parents=True)
+    second = cli._default_output(cfg)
+    assert first == Path("runs/stgcn-los-loop-20260101-000000") and second == Path(f"{first}-2")
+
+
+def test_main_job_without_data_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    # `make run` on a clean clone that cannot download: names the dataset, the files and the folder
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STGNN_DATA", raising=False)
+    assert main(["train", "--no-download", "--quiet"]) == 2
+    err = _error(capsys)
+    assert "los-loop" in err and "los_speed.csv" in err and str(Path("datasets") / "los-loop") in err
+    assert not (tmp_path / "runs").exists()  # nothing written for a run that never started
