@@ -10,7 +10,8 @@ public entry point.  File formats (see ``datasets/README.md``):
   the ``from,to,cost`` edge list (0-based indices; PEMS03 maps raw ids through
   ``PEMS03.txt``).
 * PeMSD7(M): headerless ``V_228.csv`` (speeds) and ``W_228.csv`` (distances).
-* Los-loop: ``los_speed.csv`` (header = sensor ids) and ``los_adj.csv`` (dense).
+* Los-loop / SZ-taxi (T-GCN release): ``los_speed.csv`` / ``sz_speed.csv`` (header = sensor
+  ids) and ``los_adj.csv`` / ``sz_adj.csv`` (dense, no header).
 """
 
 from __future__ import annotations
@@ -152,18 +153,27 @@ def _read_pemsd7m(folder: Path, info: DatasetInfo) -> TrafficDataset:
     return _finish(info, speeds[:, :, None], graph, None)
 
 
-def _read_los_loop(folder: Path, info: DatasetInfo) -> TrafficDataset:
-    path = folder / "los_speed.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable csv ({exc})") from exc
-    values = frame.to_numpy(dtype=np.float64)
-    graph = SensorGraph.from_dense(read_dense_csv(folder / "los_adj.csv"), list(frame.columns.astype(str)),
-                                   source=str(folder / "los_adj.csv"))
-    return _finish(info, values[:, :, None], graph, None)
+def _tgcn_reader(speed_file: str, adj_file: str) -> Callable[[Path, DatasetInfo], TrafficDataset]:
+    """The T-GCN release's layout (Los-loop, SZ-taxi): a speed table whose header holds the sensor
+    ids, no timestamp column, and a headerless dense adjacency in the same sensor order."""
+
+    def read(folder: Path, info: DatasetInfo) -> TrafficDataset:
+        path = folder / speed_file
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: file not found")
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a readable csv ({exc})") from exc
+        try:
+            values = frame.to_numpy(dtype=np.float64)
+        except ValueError as exc:
+            raise ValueError(f"{path}: non-numeric readings ({exc})") from exc
+        graph = SensorGraph.from_dense(read_dense_csv(folder / adj_file), list(frame.columns.astype(str)),
+                                       source=str(folder / adj_file))
+        return _finish(info, values[:, :, None], graph, None)
+
+    return read
 
 
 READERS: dict[str, Callable[[Path, DatasetInfo], TrafficDataset]] = {
@@ -174,7 +184,8 @@ READERS: dict[str, Callable[[Path, DatasetInfo], TrafficDataset]] = {
     "pems07": _pems_reader("07"),
     "pems08": _pems_reader("08"),
     "pemsd7m": _read_pemsd7m,
-    "los-loop": _read_los_loop,
+    "los-loop": _tgcn_reader("los_speed.csv", "los_adj.csv"),
+    "sz-taxi": _tgcn_reader("sz_speed.csv", "sz_adj.csv"),
 }
 
 
@@ -188,7 +199,7 @@ def load_dataset(
     """Load a benchmark dataset from its canonical files.
 
     Args:
-        name: One of ``metr-la, pems-bay, pems03, pems04, pems07, pems08, pemsd7m, los-loop``.
+        name: One of ``metr-la, pems-bay, pems03, pems04, pems07, pems08, pemsd7m, los-loop, sz-taxi``.
         root: Data root holding one folder per dataset.  Default: ``$STGNN_DATA``, else
             ``./datasets`` (resolved at call time).
         download: Fetch missing files that have a direct download address.
