@@ -1,4 +1,4 @@
-"""Score a predictions file made by any tool under the T-GCN protocol.
+"""Score a predictions file made by any tool under the T-GCN protocol or the DCRNN-style one.
 
 Two layouts are read:
 
@@ -8,7 +8,9 @@ Two layouts are read:
   (``truth`` and other columns are ignored), one row per (origin, step, sensor); sensors are
   matched by id and every test window of the protocol must be present.
 
-The truth always comes from the dataset, never from the file.
+The truth always comes from the dataset, never from the file.  Under the DCRNN-style protocol
+(the package's default: chronological split of all windows, masked metrics at horizons 3, 6, 12)
+the rows of either layout are the test windows of :func:`stgnn.data.windows.split_windows`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+from stgnn.data.dataset import TrafficDataset
+from stgnn.data.windows import split_windows
+from stgnn.metrics import MaskedMetrics
 from stgnn.protocols.tgcn import tgcn_metrics, tgcn_windows, train_size, window_count
 
-__all__ = ["read_predict_csv", "read_tgcn_result", "score_predictions", "sniff_layout"]
+__all__ = ["read_predict_csv", "read_tgcn_result", "score_dcrnn_predictions", "score_predictions", "sniff_layout"]
 
 _PREDICT_COLUMNS = {"origin", "horizon", "sensor", "prediction"}
 
@@ -131,3 +137,36 @@ def score_predictions(
         origins = timestamps[n_train + seq_len - 1 : n_train + seq_len - 1 + count]
         pred, ignored = read_predict_csv(path, pd.DatetimeIndex(origins), pre_len, node_ids)
     return {**tgcn_metrics(truth, pred), "layout": layout, "windows": count, "ignored_rows": ignored}
+
+
+def score_dcrnn_predictions(
+    path: str | Path, dataset: TrafficDataset, *, input_len: int = 12, horizon: int = 12
+) -> dict[str, object]:
+    """Score ``path`` under the DCRNN-style protocol: masked MAE / RMSE / MAPE at 3, 6, 12 steps.
+
+    The test windows are those of :func:`~stgnn.data.windows.split_windows` with the dataset's
+    split; readings the dataset's mask marks missing are left out.
+
+    Returns:
+        :meth:`stgnn.metrics.MaskedMetrics.compute` plus ``layout``, ``windows`` and ``ignored_rows``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    if dataset.num_features != 1:
+        raise ValueError(f"{dataset.name}: scoring a predictions file needs one feature, the dataset has "
+                         f"{dataset.num_features}")
+    starts = split_windows(dataset.num_steps, input_len, horizon, dataset.split)["test"]
+    layout = sniff_layout(path)
+    ignored = 0
+    if layout == "tgcn":
+        pred = read_tgcn_result(path, len(starts), horizon, dataset.num_nodes)
+    else:
+        origins = pd.DatetimeIndex(dataset.timestamps[(starts + input_len - 1).numpy()])
+        pred, ignored = read_predict_csv(path, origins, horizon, dataset.node_ids)
+    idx = starts[:, None] + input_len + torch.arange(horizon)  # [W, H] target steps
+    truth = dataset.series[idx][..., :1].double()  # [W, H, N, 1]
+    # the dataset's mask already marks missing readings (zeros where 0 means missing)
+    metrics = MaskedMetrics(horizons=[h for h in (3, 6, 12) if h <= horizon], null_value=None)
+    metrics.update(torch.from_numpy(pred)[..., None], truth, dataset.mask[idx])
+    return {**metrics.compute(), "layout": layout, "windows": len(starts), "ignored_rows": ignored}

@@ -97,3 +97,31 @@ def test_unknown_and_missing_sensors(tmp_path) -> None:
 def test_missing_file(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         score(tmp_path / "nope.csv")
+
+
+def test_dcrnn_protocol_scores_the_split_windows_masked(tmp_path) -> None:
+    import torch
+
+    from stgnn.data.dataset import TrafficDataset
+    from stgnn.data.graph import SensorGraph
+    from stgnn.data.windows import split_windows
+    from stgnn.metrics import MaskedMetrics
+    from stgnn.protocols.score import score_dcrnn_predictions
+
+    series, _, _ = data()
+    series[90, 1] = 0.0
+    ds = TrafficDataset.from_arrays("toy", series[:, :, None], SensorGraph.from_dense(np.eye(N), IDS), STAMPS,
+                                    interval_minutes=15, units="x", feature_names=("speed",), source="test",
+                                    split=(0.7, 0.1, 0.2))
+    starts = split_windows(T, 12, 12, (0.7, 0.1, 0.2))["test"]
+    idx = starts[:, None] + 12 + torch.arange(12)
+    truth = torch.from_numpy(series)[idx]
+    pred = truth + 1.5
+    path = tmp_path / "rows.csv"
+    pd.DataFrame(pred.reshape(-1, N).numpy()).to_csv(path, header=False, index=False)
+    out = score_dcrnn_predictions(path, ds)
+    ref = MaskedMetrics()
+    ref.update(pred[..., None], truth[..., None], ds.mask[idx])
+    assert out["windows"] == len(starts) and out["layout"] == "tgcn"
+    assert out["3"] == pytest.approx(ref.compute()["3"]) and out["average"]["mae"] == pytest.approx(1.5)
+    assert out["average"]["count"] < pred.numel()  # the zero reading is masked (missing_zero default)
