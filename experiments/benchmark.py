@@ -122,6 +122,7 @@ def _build(spec: dict[str, Any]) -> tuple[Any, Any, int, int, int]:
         from stgnn.models.dcrnn import DCRNN
         from stgnn.models.gwnet import GraphWaveNet
         from stgnn.models.stgcn import STGCN
+        from stgnn.training.schedules import inverse_sigmoid_teacher_forcing
 
         if model_name == "stgcn-ref":
             m: nn.Module = STGCN(ModelSpec(n, 1, 1, 12, 1), single_step=True, reference_compat=True)
@@ -131,7 +132,7 @@ def _build(spec: dict[str, Any]) -> tuple[Any, Any, int, int, int]:
             return m, lambda x, y, train: m(x, ei, ew), 2, 12, int(ei.size(1))
         if model_name in ("dcrnn", "dcrnn-ckpt"):
             m = DCRNN(ModelSpec(n, 2, 1, 12, 12), reference_compat=True, checkpoint=model_name == "dcrnn-ckpt")
-            tf = DCRNN.teacher_forcing_ratio(1)
+            tf = inverse_sigmoid_teacher_forcing(1)
 
             def dcrnn_fwd(x: Any, y: Any, train: bool) -> Any:
                 return m(x, ei, ew, targets=y, teacher_forcing=tf) if train else m(x, ei, ew)

@@ -78,7 +78,7 @@ from stgnn.models import ModelSpec
 from stgnn.models.dcrnn import DCRNN
 from stgnn.models.gwnet import GraphWaveNet
 from stgnn.models.stgcn import STGCN
-from stgnn.nn import clear_operator_cache, to_edge_index
+from stgnn.nn import to_edge_index
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from references import (  # noqa: E402  (a sibling script module, not part of the package)
@@ -420,7 +420,6 @@ def main() -> None:
     if args.dtype == torch.float64:
         w = w.astype(np.float64)  # so that the references' numpy normalisations run in float64
         torch.set_default_dtype(torch.float64)  # DCRNN's lazily created weights and zero states
-    clear_operator_cache()
     for name, fn in (("stgcn", stgcn_parity), ("dcrnn", dcrnn_parity), ("gwnet", gwnet_parity)):
         if name in dirs:
             fn(Path(dirs[name]), w, args)

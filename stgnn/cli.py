@@ -123,8 +123,6 @@ def _print_table(result: dict, dataset: str, model: str, interval: int) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     cfg = _resolve_config(args)
     output = Path(args.output or Path("runs") / f"{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if (output / "checkpoint.pt").exists() and not args.resume:
-        raise SystemExit(f"{output} already holds a run: pass --resume to continue it, or another --output")
     exp = Experiment.build(cfg, args.data_dir)
     n_params = sum(p.numel() for p in exp.model.parameters())
     print(f"{exp.dataset!r}\nmodel {cfg.model}: {n_params:,} parameters on {exp.device}; "

@@ -2,74 +2,199 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import warnings
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from stgnn.data.dataset import TrafficDataset
-from stgnn.data.graph import SensorGraph, read_dense_csv
+from stgnn.data.graph import SensorGraph, coordinates_table, read_dense_csv
 
 __all__ = ["load_custom", "read_series_table"]
 
 PathLike = str | os.PathLike[str]
 
+_SHOWN = 5
+_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            return next((line for line in handle if line.strip()), "")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text CSV file ({exc})") from exc
+
+
+def _check_csv_header(path: Path) -> None:
+    """Reject a delimiter other than a comma and repeated column names, from the raw header.
+
+    pandas would read a ``;``-separated file as one column, and rename a second ``767541``
+    column to ``767541.1``; both must be caught before it parses the file.
+    """
+    line = _first_line(path)
+    if not line:
+        raise ValueError(f"{path}: file is empty")
+    if "," not in line:
+        others = [name for sep, name in _OTHER_DELIMITERS.items() if sep in line]
+        if others:
+            raise ValueError(f"{path}: the header is separated by {others[0]}s, not commas; "
+                             "save the file as comma-separated values")
+    names = [name.strip() for name in next(csv.reader([line]))]
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise ValueError(f"{path}: column names repeated in the header: {repeated[:_SHOWN]} "
+                         "(each sensor must appear once)")
+
 
 def _read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
+    parquet = path.suffix.lower() in {".parquet", ".pq"}
+    if not parquet:
+        _check_csv_header(path)
     try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
+        frame = pd.read_parquet(path) if parquet else pd.read_csv(path, encoding="utf-8-sig")
     except ImportError as exc:
         raise ImportError(f"{path}: reading Parquet needs pyarrow (pip install 'stgnn[parquet]')") from exc
     except Exception as exc:
         raise ValueError(f"{path}: not a readable table ({type(exc).__name__}: {exc})") from exc
+    return frame
 
 
-def read_series_table(path: PathLike) -> tuple[pd.DatetimeIndex, list[str], np.ndarray, int]:
-    """Read a ``timestamps x sensors`` table (CSV or Parquet).
-
-    The timestamps are the DataFrame index if it holds datetimes, else the first column.
-    The other columns are sensors (their names are the sensor ids).  Rows are sorted by
-    time and put on a regular grid: steps absent from the file become missing readings,
-    never dropped windows.
-
-    Returns:
-        ``(timestamps, sensor_ids, values [T, N] float64 with NaN for missing, interval_minutes)``.
-    """
-    path = Path(path)
-    frame = _read_table(path)
+def _timestamps(path: Path, frame: pd.DataFrame) -> tuple[pd.DatetimeIndex, pd.DataFrame]:
+    """The time axis (the index if it holds datetimes, else the first column) and the sensors."""
     if isinstance(frame.index, pd.DatetimeIndex):
         stamps = frame.index
     else:
         if frame.shape[1] < 2:
-            raise ValueError(f"{path}: expected a timestamp column followed by one column per sensor")
+            raise ValueError(f"{path}: expected a timestamp column followed by one column per sensor, "
+                             f"found {frame.shape[1]} column(s) {[str(c) for c in frame.columns]}")
         first = frame.columns[0]
+        column = frame[first]
+        if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)
+                or pd.api.types.is_datetime64_any_dtype(column)):
+            raise ValueError(f"{path}: first column {str(first)!r} holds {column.dtype} values, not "
+                             "timestamps; the first column must be the time of each row")
         try:
-            stamps = pd.DatetimeIndex(pd.to_datetime(frame[first]))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: first column {first!r} is not a timestamp column ({exc})") from exc
+            with warnings.catch_warnings():  # pandas' "could not infer format" note: dateutil parses each cell
+                warnings.filterwarnings("ignore", "Could not infer format", UserWarning)
+                stamps = pd.DatetimeIndex(pd.to_datetime(column))
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ValueError(f"{path}: first column {str(first)!r} is not a timestamp column ({exc})") from exc
         frame = frame.drop(columns=first)
+    if stamps.tz is not None:
+        stamps = stamps.tz_convert(None)
+    empty = np.flatnonzero(stamps.isna())
+    if empty.size:
+        raise ValueError(f"{path}: {empty.size} rows have no timestamp (data rows {empty[:_SHOWN].tolist()})")
     if stamps.has_duplicates:
-        dup = stamps[stamps.duplicated()][:3].tolist()
+        dup = [str(s) for s in stamps[stamps.duplicated()][:3]]
         raise ValueError(f"{path}: duplicate timestamps, e.g. {dup}")
-    try:
-        values = frame.apply(pd.to_numeric, errors="raise").to_numpy(dtype=np.float64)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: sensor columns must be numeric ({exc})") from exc
+    return stamps, frame
+
+
+def _numeric_values(path: Path, frame: pd.DataFrame, stamps: pd.DatetimeIndex) -> np.ndarray:
+    """The sensor columns as float64 (NaN = missing); boolean or text cells are named."""
+    columns = []
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_bool_dtype(column):
+            raise ValueError(f"{path}: sensor column {str(name)!r} holds booleans (True/False), "
+                             "expected numeric readings")
+        if pd.api.types.is_numeric_dtype(column):
+            columns.append(column.to_numpy(dtype=np.float64))
+            continue
+        numeric = pd.to_numeric(column, errors="coerce")
+        bad = np.flatnonzero(numeric.isna().to_numpy() & column.notna().to_numpy())
+        if bad.size:
+            shown = "; ".join(f"{stamps[i]}: {column.iloc[i]!r}" for i in bad[:3])
+            raise ValueError(f"{path}: sensor column {str(name)!r} must be numeric; {bad.size} cells are "
+                             f"not ({shown})")
+        columns.append(numeric.to_numpy(dtype=np.float64))
+    return np.stack(columns, axis=1)
+
+
+def _interval(path: Path, stamps: pd.DatetimeIndex) -> pd.Timedelta:
+    """The sampling interval: the most common gap between consecutive timestamps."""
+    gaps = pd.Series(stamps[1:] - stamps[:-1])
+    counts = gaps.value_counts()
+    # Most common gap; ties go to the shorter one.
+    step = min(counts.index[counts == counts.max()])
+    if step <= pd.Timedelta(0) or step % pd.Timedelta(minutes=1) != pd.Timedelta(0):
+        raise ValueError(f"{path}: the sampling interval (most common gap between timestamps) must be "
+                         f"a whole number of minutes, got {step}")
+    return pd.Timedelta(step)
+
+
+def read_series_table(
+    path: PathLike,
+    *,
+    resample: bool = False,
+    missing_values: Sequence[float] = (),
+) -> tuple[pd.DatetimeIndex, list[str], np.ndarray, int]:
+    """Read a ``timestamps x sensors`` table (CSV or Parquet).
+
+    The timestamps are the DataFrame index if it holds datetimes, else the first column.
+    The other columns are sensors (their names are the sensor ids).  Rows are sorted by
+    time and put on a regular grid whose interval is the most common gap between
+    consecutive timestamps: steps absent from the file become missing readings.
+
+    A timestamp off that grid (e.g. 5-minute steps that turn into 7-minute steps) is an
+    error listing the first few, unless ``resample``: then each grid step
+    ``[t, t + interval)`` takes the mean of the readings that fall into it (no reading is
+    dropped; several in one step are averaged; a step with none is missing).
+
+    Args:
+        path: CSV (comma-separated, one header row) or Parquet file.
+        resample: Put off-grid timestamps onto the grid (see above). Default ``False``.
+        missing_values: Readings that mean "no reading" (sentinels such as ``-9999``);
+            they become missing. Default none.
+
+    Returns:
+        ``(timestamps, sensor_ids, values [T, N] float64 with NaN for missing, interval_minutes)``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: The message names the file and the problem: a delimiter other than a
+            comma, repeated sensor columns, a first column that is not timestamps, missing or
+            duplicate timestamps, non-numeric or boolean sensor columns, an interval that is
+            not a whole number of minutes, or off-grid timestamps without ``resample``.
+    """
+    path = Path(path)
+    frame = _read_table(path)
+    stamps, frame = _timestamps(path, frame)
+    values = _numeric_values(path, frame, stamps)
+    sentinels = np.asarray(list(missing_values), dtype=np.float64)
+    if sentinels.size:
+        values[np.isin(values, sentinels)] = np.nan
     order = np.argsort(stamps.values, kind="stable")
     stamps, values = stamps[order], values[order]
     if len(stamps) < 2:
         raise ValueError(f"{path}: needs at least two timestamps")
-    step = pd.Series(stamps).diff().dropna().min()
-    if step <= pd.Timedelta(0) or step % pd.Timedelta(minutes=1) != pd.Timedelta(0):
-        raise ValueError(f"{path}: the sampling interval must be a whole number of minutes, got {step}")
-    grid = pd.date_range(stamps[0], stamps[-1], freq=step)
-    if len(grid) != len(stamps):
-        values = pd.DataFrame(values, index=stamps).reindex(grid).to_numpy()
+    step = _interval(path, stamps)
+    off_grid = (stamps - stamps[0]) % step != pd.Timedelta(0)
+    if off_grid.any():
+        if not resample:
+            shown = [str(s) for s in stamps[off_grid][:_SHOWN]]
+            raise ValueError(
+                f"{path}: {int(off_grid.sum())} timestamps are off the {step // pd.Timedelta(minutes=1)}-minute "
+                f"grid that starts at "
+                f"{stamps[0]} (the interval is the most common gap), e.g. {shown}; fix the file or "
+                "resample onto the grid (resample=True: each step takes the mean of its readings)"
+            )
+        binned = pd.DataFrame(values, index=stamps).resample(step, origin=stamps[0]).mean()
+        grid = pd.DatetimeIndex(binned.index)
+        values = binned.to_numpy(dtype=np.float64)
+    else:
+        grid = pd.date_range(stamps[0], stamps[-1], freq=step)
+        if len(grid) != len(stamps):
+            values = pd.DataFrame(values, index=stamps).reindex(grid).to_numpy()
     return grid, [str(c) for c in frame.columns], values, int(step / pd.Timedelta(minutes=1))
 
 
@@ -83,6 +208,8 @@ def load_custom(
     name: str | None = None,
     k_neighbors: int = 8,
     zero_is_missing: bool = False,
+    missing_values: Sequence[float] = (),
+    resample: bool = False,
     split: tuple[float, float, float] = (0.7, 0.1, 0.2),
     units: str = "",
 ) -> TrafficDataset:
@@ -91,18 +218,22 @@ def load_custom(
     Args:
         series: CSV / Parquet of timestamps x sensors (see :func:`read_series_table`).
         locations: CSV with ``sensor_id, latitude, longitude``: graph of the
-            ``k_neighbors`` nearest sensors (haversine), Gaussian-kernel weights.
+            ``k_neighbors`` nearest sensors (haversine), Gaussian-kernel weights; every
+            sensor keeps its ``k_neighbors`` edges.
         distances: CSV of ``from,to,cost`` road distances: DCRNN Gaussian kernel.
         edges: CSV of ``from,to[,weight]`` sensor-id pairs: weights as given (1 if absent).
         adjacency: headerless dense ``N x N`` CSV in the series' column order.
         name: Dataset name (default: the series file stem).
         k_neighbors: Neighbours per sensor for ``locations`` (at most ``N - 1``).
         zero_is_missing: Treat exact zeros as missing readings (NaN always is).
+        missing_values: Sentinel readings (e.g. ``-9999``) that mean "no reading".
+        resample: Put off-grid timestamps onto the grid (see :func:`read_series_table`).
         split: Chronological (train, val, test) fractions.
         units: Units of the readings, for reports.
 
     Raises:
-        ValueError: not exactly one graph source, or ids that do not match the series.
+        ValueError: not exactly one graph source, ids that do not match the series, or a
+            malformed file (the message names the file and the problem).
     """
     given = {k: v for k, v in dict(locations=locations, distances=distances, edges=edges,
                                    adjacency=adjacency).items() if v is not None}
@@ -111,20 +242,16 @@ def load_custom(
             "give exactly one graph source (locations, distances, edges or adjacency); "
             f"got {sorted(given) or 'none'}"
         )
-    stamps, ids, values, interval = read_series_table(series)
+    stamps, ids, values, interval = read_series_table(series, resample=resample, missing_values=missing_values)
     kind, path = next(iter(given.items()))
     path = Path(path)
     if kind == "locations":
-        table = _read_table(path)
-        cols = {c.lower(): c for c in table.columns}
-        id_col = next((cols[c] for c in ("sensor_id", "id", "sensor", "node_id") if c in cols), None)
-        if id_col is None:
-            raise ValueError(f"{path}: needs a sensor id column (sensor_id / id), has {list(table.columns)}")
-        table = table.set_index(table[id_col].astype(str)).drop(columns=id_col)
+        table = coordinates_table(_read_table(path), str(path))
         missing = [i for i in ids if i not in table.index]
         if missing:
             raise ValueError(f"{path}: no coordinates for {len(missing)} sensors of {series}, e.g. {missing[:5]}")
-        graph = SensorGraph.from_coordinates(table.loc[ids], ids, k=min(k_neighbors, len(ids) - 1))
+        graph = SensorGraph.from_coordinates(table.loc[ids], ids, k=min(k_neighbors, len(ids) - 1),
+                                             source=str(path))
     elif kind == "distances":
         graph = SensorGraph.from_distances(path, ids, kernel="dcrnn")
     elif kind == "edges":

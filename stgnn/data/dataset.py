@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +13,48 @@ from torch import Tensor
 
 from stgnn.data.graph import SensorGraph
 
-__all__ = ["TrafficDataset", "derive_timestamps"]
+__all__ = ["TrafficDataset", "check_readings", "derive_timestamps"]
+
+_SHOWN = 5
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_readings(values: np.ndarray, node_ids: list[str], timestamps: pd.DatetimeIndex,
+                   missing: np.ndarray, label: str) -> None:
+    """Refuse readings float32 cannot hold; warn about all-missing sensors and negative readings.
+
+    Args:
+        values: ``[T, N, F]`` float64 readings, NaN where missing.
+        node_ids: The ``N`` sensor ids.
+        timestamps: The ``T`` timestamps.
+        missing: ``[T, N]`` bool, True where a reading is missing.
+        label: The file (or dataset) named in messages.
+
+    Raises:
+        ValueError: A reading is infinite or larger in magnitude than float32's maximum
+            (it would become ``inf`` and every loss and metric ``nan``/``inf``); the message
+            names the file, the sensors, the timestamps and the values.
+    """
+    bad = np.isinf(values) | (np.abs(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)) > _FLOAT32_MAX)
+    if bad.any():
+        t, n, _ = np.nonzero(bad)
+        shown = "; ".join(f"sensor {node_ids[j]} at {timestamps[i]}: {values[i, j][bad[i, j]][0]:g}"
+                          for i, j in list(dict.fromkeys(zip(t.tolist(), n.tolist(), strict=True)))[:_SHOWN])
+        raise ValueError(f"{label}: {int(bad.sum())} readings are infinite or beyond float32's range "
+                         f"(|x| > {_FLOAT32_MAX:.3g}): {shown}")
+    empty = np.flatnonzero(missing.all(axis=0))
+    if empty.size:
+        names = ", ".join(node_ids[i] for i in empty[:_SHOWN]) + (", ..." if empty.size > _SHOWN else "")
+        warnings.warn(f"{label}: {empty.size} sensors have no reading at all: {names}", UserWarning,
+                      stacklevel=3)
+    negative = values < 0
+    if negative.any():
+        counts = Counter(values[negative].tolist()).most_common(3)
+        common = ", ".join(f"{v:g} x{c}" for v, c in counts)
+        sensors = int(negative.any(axis=(0, 2)).sum())
+        warnings.warn(f"{label}: {int(negative.sum())} negative readings in {sensors} sensors (most common: "
+                      f"{common}); if a value marks a missing reading (a sentinel such as -9999), "
+                      "declare it as missing (missing_values)", UserWarning, stacklevel=3)
 
 
 @dataclass
@@ -111,11 +154,14 @@ class TrafficDataset:
         missing_zero: bool = True,
         timestamps_derived: bool = False,
         notes: tuple[str, ...] = (),
+        file: str | None = None,
     ) -> TrafficDataset:
         """Build a dataset from a ``[T, N]`` or ``[T, N, F]`` array.
 
         NaN readings are missing; with ``missing_zero`` exact zeros are missing too (the
         METR-LA / PEMS convention).  A node is missing at a step when its first feature is.
+        The readings are checked with :func:`check_readings`; messages name ``file``
+        (default ``source``).
         """
         arr = np.asarray(values, dtype=np.float64)
         if arr.ndim == 2:
@@ -126,6 +172,8 @@ class TrafficDataset:
         missing = ~np.isfinite(first)
         if missing_zero:
             missing |= first == 0
+        if len(timestamps) == arr.shape[0] and graph.num_nodes == arr.shape[1]:  # else __post_init__ says why
+            check_readings(arr, graph.node_ids, timestamps, missing, file or source)
         arr = np.where(np.isfinite(arr), arr, 0.0)
         return TrafficDataset(
             name=name,

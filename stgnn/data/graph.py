@@ -45,6 +45,7 @@ __all__ = [
     "SelfLoopPolicy",
     "SensorGraph",
     "WeightMode",
+    "coordinates_table",
     "read_dense_csv",
     "read_sensor_ids",
 ]
@@ -397,6 +398,50 @@ def _find_column(frame: pd.DataFrame, names: Sequence[str]) -> Any | None:
     """The first column whose name matches one of ``names`` case-insensitively."""
     lowered = {str(column).strip().lower(): column for column in frame.columns}
     return next((lowered[name] for name in names if name in lowered), None)
+
+
+def coordinates_table(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Validated sensor coordinates: ``latitude`` and ``longitude`` columns indexed by sensor id.
+
+    Column names are matched case-insensitively (``latitude``/``lat``,
+    ``longitude``/``lon``/``lng``/``long``; ids in ``sensor_id``/``id``/``station_id``/... or
+    the index).
+
+    Args:
+        frame: The table as read from the file.
+        label: The file name (or another name) used in messages.
+
+    Raises:
+        ValueError: Missing columns, repeated sensor ids, or coordinates that are missing,
+            non-numeric or out of range; the message names the sensors.
+    """
+    lat_col, lon_col = _find_column(frame, _LAT_NAMES), _find_column(frame, _LON_NAMES)
+    if lat_col is None or lon_col is None:
+        raise ValueError(f"{label}: needs latitude and longitude columns (names such "
+                         f"as latitude/lat, longitude/lon), found {list(frame.columns)}")
+    id_col = _find_column(frame, _ID_NAMES)
+    ids = [_normalize_id(v) for v in (frame[id_col] if id_col is not None else frame.index).tolist()]
+    values = frame[[lat_col, lon_col]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    return _checked_coordinates(ids, values, label)
+
+
+def _checked_coordinates(ids: list[str], values: np.ndarray, label: str) -> pd.DataFrame:
+    """``[N, 2]`` (latitude, longitude) with their ids, after naming every bad sensor."""
+    repeated = [sensor for sensor, count in Counter(ids).items() if count > 1]
+    if repeated:
+        raise ValueError(f"{label}: sensor ids listed more than once: {_preview(repeated)}")
+    missing = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if missing.size:
+        raise ValueError(f"{label}: {missing.size} sensors have a missing or non-numeric latitude or "
+                         f"longitude: {_preview([ids[i] for i in missing])}")
+    lat, lon = values[:, 0], values[:, 1]
+    outside = np.flatnonzero((np.abs(lat) > 90) | (np.abs(lon) > 180))
+    if outside.size:
+        shown = [f"{ids[i]} ({lat[i]:g}, {lon[i]:g})" for i in outside[:_SHOWN]]
+        raise ValueError(f"{label}: latitudes must lie in [-90, 90] and longitudes in [-180, 180] "
+                         f"degrees (are the columns swapped?); {outside.size} sensors are outside: "
+                         f"{', '.join(shown)}")
+    return pd.DataFrame({"latitude": lat, "longitude": lon}, index=pd.Index(ids, name="sensor_id"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -974,7 +1019,7 @@ class SensorGraph:
         k: int | None = None,
         radius_km: float | None = None,
         sigma: float | None = None,
-        threshold: float = _DCRNN_THRESHOLD,
+        threshold: float | None = None,
         source: str | None = None,
     ) -> SensorGraph:
         """Build a graph from sensor locations (great-circle distance, Gaussian kernel).
@@ -984,6 +1029,12 @@ class SensorGraph:
         ``exp(-(d / sigma)^2)`` (``sigma`` = std of the kept distances, DCRNN's choice) and
         weights below ``threshold`` are dropped.  No self loops (see :meth:`with_self_loops`).
 
+        With ``k`` the neighbourhood is the sparsifier, so by default every node keeps its
+        ``k`` edges (``threshold`` 0): a remote sensor whose nearest neighbours are all far
+        away would otherwise lose every edge to the kernel threshold and be isolated.  An
+        explicit ``threshold`` that leaves nodes without edges is applied, with a warning
+        naming them.
+
         Args:
             coords: A DataFrame with latitude/longitude columns (``latitude``/``lat`` and
                 ``longitude``/``lon``/``lng``, any case) and ids in a ``sensor_id``/``id``
@@ -992,7 +1043,8 @@ class SensorGraph:
             k: Number of nearest neighbours (exactly one of ``k`` and ``radius_km``).
             radius_km: Connection radius in km.
             sigma: Kernel width in km; default the std of the kept distances.
-            threshold: Weights below it are dropped (0 keeps every neighbour).
+            threshold: Weights below it are dropped; default 0 with ``k`` (every node keeps
+                its ``k`` edges) and 0.1 (DCRNN's) with ``radius_km``.
             source: Name used in messages.
 
         Returns:
@@ -1033,7 +1085,16 @@ class SensorGraph:
             raise ValueError(f"{label}: the kernel width sigma must be positive, got {width} "
                              "(all kept distances equal?); pass sigma=")
         weights = np.exp(-np.square(kept / width))
+        if threshold is None:
+            threshold = 0.0 if k is not None else _DCRNN_THRESHOLD
         keep = weights >= threshold
+        if k is not None:
+            alone = np.setdiff1d(np.arange(n), np.concatenate([src[keep], dst[keep]]))
+            if alone.size:
+                _warn(f"{label}: threshold={threshold:g} drops all {k} nearest-neighbour edges of "
+                      f"{alone.size} sensors, which are left isolated: {_preview([ids[i] for i in alone])}; "
+                      f"their neighbours are far compared with sigma={width:g} km; leave threshold "
+                      "unset (0) to keep every sensor's k edges")
         return cls._from_coo(ids, src[keep], dst[keep], weights[keep],
                              coordinates=np.stack([lat, lon], axis=1), source=source)
 
@@ -1043,31 +1104,17 @@ class SensorGraph:
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """``(latitude, longitude, ids)`` from a DataFrame or an ``[N, 2]`` array."""
         if isinstance(coords, pd.DataFrame):
-            lat_col, lon_col = _find_column(coords, _LAT_NAMES), _find_column(coords, _LON_NAMES)
-            if lat_col is None or lon_col is None:
-                raise ValueError(f"{label}: needs latitude and longitude columns (names such "
-                                 f"as latitude/lat, longitude/lon), found {list(coords.columns)}")
-            id_col = _find_column(coords, _ID_NAMES)
-            ids = [_normalize_id(v) for v in
-                   (coords[id_col] if id_col is not None else coords.index).tolist()]
-            values = coords[[lat_col, lon_col]].apply(pd.to_numeric, errors="coerce").to_numpy()
+            table = coordinates_table(coords, label)
         else:
             values = _as_dense_array(coords, label)
             if values.ndim != 2 or values.shape[1] != 2:
                 raise ValueError(f"{label}: expected an [N, 2] array of (latitude, longitude), "
                                  f"got shape {values.shape}")
-            ids = _default_ids(values.shape[0])
-        values = np.asarray(values, dtype=np.float64)
-        if values.shape[0] < 2:
-            raise ValueError(f"{label}: needs at least 2 sensors, got {values.shape[0]}")
-        lat, lon = values[:, 0], values[:, 1]
-        if not np.isfinite(values).all():
-            raise ValueError(f"{label}: {int((~np.isfinite(values)).sum())} missing or "
-                             "non-numeric coordinates")
-        if (np.abs(lat) > 90).any() or (np.abs(lon) > 180).any():
-            raise ValueError(f"{label}: latitudes must lie in [-90, 90] and longitudes in "
-                             "[-180, 180] (degrees; are the columns swapped?)")
-        return lat, lon, ids
+            table = _checked_coordinates(_default_ids(values.shape[0]), values, label)
+        if len(table) < 2:
+            raise ValueError(f"{label}: needs at least 2 sensors, got {len(table)}")
+        return (table["latitude"].to_numpy(), table["longitude"].to_numpy(),
+                [str(i) for i in table.index])
 
     @classmethod
     def from_adj_pickle(cls, path: PathLike) -> SensorGraph:

@@ -56,6 +56,7 @@ def _finish(
     values: np.ndarray,
     graph: SensorGraph,
     timestamps: pd.DatetimeIndex | None,
+    file: Path,
 ) -> TrafficDataset:
     derived = timestamps is None
     if timestamps is None:
@@ -77,6 +78,7 @@ def _finish(
         missing_zero=info.missing_zero,
         timestamps_derived=derived,
         notes=info.notes,
+        file=str(file),
     )
 
 
@@ -89,7 +91,7 @@ def _read_dcrnn(folder: Path, info: DatasetInfo, h5_name: str, key: str, pkl: st
         graph = graph.reorder(sensor_ids)
     if not isinstance(frame.index, pd.DatetimeIndex):
         raise ValueError(f"{folder / h5_name}: index is {type(frame.index).__name__}, expected timestamps")
-    return _finish(info, frame.to_numpy(dtype=np.float64)[:, :, None], graph, frame.index)
+    return _finish(info, frame.to_numpy(dtype=np.float64)[:, :, None], graph, frame.index, folder / h5_name)
 
 
 def _read_metr_la(folder: Path, info: DatasetInfo) -> TrafficDataset:
@@ -133,7 +135,7 @@ def _pems_reader(number: str) -> Callable[[Path, DatasetInfo], TrafficDataset]:
             graph = SensorGraph.from_edge_list(
                 edges, None, num_nodes=data.shape[1], weight="binary", symmetric=True
             )
-        return _finish(info, data, graph, None)
+        return _finish(info, data, graph, None, folder / f"PEMS{number}.npz")
 
     return read
 
@@ -150,7 +152,7 @@ def _read_pemsd7m(folder: Path, info: DatasetInfo) -> TrafficDataset:
     if stations.is_file():
         node_ids = [str(i) for i in pd.read_csv(stations)["ID"]]
     graph = SensorGraph.from_distance_matrix(distances, node_ids, kernel="stgcn")
-    return _finish(info, speeds[:, :, None], graph, None)
+    return _finish(info, speeds[:, :, None], graph, None, folder / "PeMSD7_V_228.csv")
 
 
 def _tgcn_reader(speed_file: str, adj_file: str) -> Callable[[Path, DatasetInfo], TrafficDataset]:
@@ -171,7 +173,7 @@ def _tgcn_reader(speed_file: str, adj_file: str) -> Callable[[Path, DatasetInfo]
             raise ValueError(f"{path}: non-numeric readings ({exc})") from exc
         graph = SensorGraph.from_dense(read_dense_csv(folder / adj_file), list(frame.columns.astype(str)),
                                        source=str(folder / adj_file))
-        return _finish(info, values[:, :, None], graph, None)
+        return _finish(info, values[:, :, None], graph, None, path)
 
     return read
 
@@ -202,8 +204,12 @@ def load_dataset(
         name: One of ``metr-la, pems-bay, pems03, pems04, pems07, pems08, pemsd7m, los-loop, sz-taxi``.
         root: Data root holding one folder per dataset.  Default: ``$STGNN_DATA``, else
             ``./datasets`` (resolved at call time).
-        download: Fetch missing files that have a direct download address.
-        verify: Check sha256 digests where they are known (cached per file).
+        download: When required files are missing and all of them have a direct download
+            address, fetch them first (pooch: progress bar, sha256 check, bounded time; see
+            :func:`stgnn.data.download.ensure_dataset`). Default ``False``: a missing file is
+            an error that lists it with its folder and source.
+        verify: Check sha256 digests where they are known (files up to 256 MiB are re-hashed
+            on every load; larger ones may use the verification cache, with a warning).
 
     Returns:
         The dataset, with ``.series [T, N, F]``, ``.mask [T, N]``, ``.timestamps`` and ``.graph``.

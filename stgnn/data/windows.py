@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from stgnn.data.batch import Batch
 from stgnn.data.dataset import TrafficDataset
-from stgnn.models.base import Batch
 
 __all__ = [
     "COVARIATES",

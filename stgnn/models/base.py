@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
 from torch import Tensor, nn
+
+from stgnn.data.batch import Batch
 
 __all__ = ["Batch", "Forecaster", "ModelSpec"]
 
@@ -40,42 +41,6 @@ class ModelSpec:
     input_len: int = 12
     horizon: int = 12
     steps_per_day: int = 288
-
-
-@dataclass
-class Batch:
-    """One mini-batch of windows.
-
-    Attributes:
-        x: Scaled inputs ``[B, T_in, N, F_in]``.
-        y: Raw (unscaled) targets ``[B, H, N, F_out]``.
-        y_scaled: Scaled targets ``[B, H, N, F_out]`` (teacher forcing).
-        mask: ``[B, H, N]``, True where the target reading exists.
-        start: ``[B]`` index (into the series) of the first forecast step.
-        slot: ``[B, H]`` time-of-week slot (``0 .. 7 * steps_per_day - 1``) of each
-            forecast step, for seasonal baselines.
-        x_mask: ``[B, T_in, N]``, True where an input reading exists (None: all observed).
-    """
-
-    x: Tensor
-    y: Tensor
-    y_scaled: Tensor
-    mask: Tensor
-    start: Tensor
-    slot: Tensor
-    x_mask: Tensor | None = None
-
-    def to(self, device: torch.device | str) -> Batch:
-        """Move every tensor to ``device``."""
-        return Batch(
-            self.x.to(device, non_blocking=True),
-            self.y.to(device, non_blocking=True),
-            self.y_scaled.to(device, non_blocking=True),
-            self.mask.to(device, non_blocking=True),
-            self.start.to(device, non_blocking=True),
-            self.slot.to(device, non_blocking=True),
-            None if self.x_mask is None else self.x_mask.to(device, non_blocking=True),
-        )
 
 
 class Forecaster(nn.Module):

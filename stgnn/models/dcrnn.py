@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import cast
 
@@ -13,6 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from stgnn.models.base import Batch, Forecaster, ModelSpec
 from stgnn.nn.diffusion import DCGRUCell, DCGRUWeights
+from stgnn.nn.graph_ops import Operator
 
 __all__ = ["DCRNN"]
 
@@ -27,8 +27,9 @@ class DCRNN(Forecaster):
     prediction (``F_out`` features, a linear projection of the top hidden state) and, while
     training with ``targets``, the ground truth instead with probability ``teacher_forcing``
     (one draw per decoder step for the whole batch, as the reference).  In eval mode targets are
-    never used.  The trainer gets the probability from :meth:`teacher_forcing_ratio`
-    (inverse-sigmoid decay, ``tau = 2000``).
+    never used.  The trainer gets the probability from
+    :func:`stgnn.training.schedules.inverse_sigmoid_teacher_forcing` (inverse-sigmoid decay,
+    ``tau = 2000``).
 
     Implementation: states are kept node-leading ``[N, B, H]``; every hidden state is diffused
     once and the result reused by the next layer (as its input) and by the same layer at the next
@@ -60,6 +61,9 @@ class DCRNN(Forecaster):
             node, sample, layer and step (3x less peak memory at 2,000 nodes; a 10,000-node graph
             trains at batch 16 in 5.4 GB, see experiments/results/BENCHMARKS.md) for about 1.5x
             the time; same numbers.  Default ``False``.
+        cached: Reuse the graph operators built at the first call while the graph passed in is
+            unchanged (compared with a private copy, see :class:`~stgnn.nn.OperatorCache`).
+            Default ``True``.
 
     Shapes:
         ``x [B, T, N, F_in]``, ``edge_index [2, E]``, ``edge_weight [E]``,
@@ -83,6 +87,7 @@ class DCRNN(Forecaster):
         bidirectional: bool = True,
         reference_compat: bool = False,
         checkpoint: bool = False,
+        cached: bool = True,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -96,6 +101,7 @@ class DCRNN(Forecaster):
                 K,
                 reference_compat=reference_compat,
                 bidirectional=bidirectional,
+                cached=cached,
                 node_dim=0,
             )
 
@@ -104,22 +110,6 @@ class DCRNN(Forecaster):
             [cell(spec.out_channels if i == 0 else hidden_channels) for i in range(num_layers)]
         )
         self.projection = nn.Linear(hidden_channels, spec.out_channels)
-
-    @staticmethod
-    def teacher_forcing_ratio(step: int, tau: float = 2000.0) -> float:
-        """Probability of feeding the ground truth at global step ``step``: ``tau / (tau + exp(step / tau))``.
-
-        The inverse-sigmoid decay of scheduled sampling (Bengio et al. 2015) with DCRNN's
-        ``cl_decay_steps = tau``.
-
-        Example:
-            >>> round(DCRNN.teacher_forcing_ratio(0), 4), DCRNN.teacher_forcing_ratio(10**9)
-            (0.9995, 0.0)
-        """
-        z = step / tau
-        if z > 700.0:
-            return 0.0
-        return tau / (tau + math.exp(z))
 
     def forecast(
         self,
@@ -209,7 +199,7 @@ class DCRNN(Forecaster):
     def _forward_checkpointed(
         self,
         x: Tensor,
-        ops: list[Tensor],
+        ops: list[Operator],
         enc_w: list[DCGRUWeights],
         dec_w: list[DCGRUWeights],
         truth: Tensor | None,

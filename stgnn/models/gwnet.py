@@ -69,6 +69,9 @@ class GraphWaveNet(Forecaster):
         order: Diffusion order. Default ``2``.
         gcn: Use graph convolutions. Default ``True``.
         reference_compat: Register the reference's unused residual convs. Default ``False``.
+        cached: Reuse the graph operators built at the first call while the graph passed in is
+            unchanged (compared with a private copy, see :class:`~stgnn.nn.OperatorCache`).
+            Default ``True``.
 
     Shapes:
         ``x [B, T, N, F_in]``, ``edge_index [2, E]``, ``edge_weight [E]`` ->
@@ -102,6 +105,7 @@ class GraphWaveNet(Forecaster):
         order: int = 2,
         gcn: bool = True,
         reference_compat: bool = False,
+        cached: bool = True,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -127,6 +131,7 @@ class GraphWaveNet(Forecaster):
                         dropout,
                         gcn,
                         reference_compat=reference_compat,
+                        cached=cached,
                         node_dim=0,
                         time_dim=-2,
                     )  # fmt: skip

@@ -101,6 +101,9 @@ class STGCN(Forecaster):
         per_node_norm: ``[N, C]`` layer-norm affine parameters (references). Default ``True``.
         bias: Biases everywhere. Default ``True``.
         reference_compat: Register hazdzz's unused align convolutions. Default ``False``.
+        cached: Reuse the graph operators built at the first call while the graph passed in is
+            unchanged (compared with a private copy, see :class:`~stgnn.nn.OperatorCache`).
+            Default ``True``.
 
     Shapes:
         ``x [B, T, N, F_in]``, ``edge_index [2, E]``, ``edge_weight [E]`` ->
@@ -130,6 +133,7 @@ class STGCN(Forecaster):
         per_node_norm: bool = True,
         bias: bool = True,
         reference_compat: bool = False,
+        cached: bool = True,
     ) -> None:
         super().__init__()
         if len(channels) != 3:
@@ -168,6 +172,7 @@ class STGCN(Forecaster):
                     time_dim=-2,
                 )  # fmt: skip
             )
+            blocks[-1].graph_conv.cached = cached
             c_in = channels[2]
         self.blocks = nn.ModuleList(blocks)
         steps = 1 if single_step else spec.horizon

@@ -2,7 +2,9 @@
 
 Graph layers take node features with the node axis at ``node_dim`` (default ``-2``, i.e.
 ``[..., N, C]``) and the graph as ``edge_index [2, E]`` (row 0 = source) plus optional
-``edge_weight [E]`` (a PyG ``edge_attr [E, 1]`` works too), or a dense ``[N, N]`` adjacency.
+``edge_weight [E]`` (a PyG ``edge_attr [E, 1]`` works too), a dense or ``torch.sparse``
+``[N, N]`` adjacency, or a ``SparseTensor`` ``adj_t``; ``cached=True`` reuses a static graph's
+operators, as in PyG.
 Temporal layers take ``[..., T, ..., C]`` with time at ``time_dim`` (default ``-3``, i.e.
 ``[B, T, N, C]``).  All graph normalisations live in :mod:`stgnn.nn.graph_ops`.
 """
@@ -13,11 +15,13 @@ from stgnn.nn.diffusion import DCGRUCell, DiffusionConv
 from stgnn.nn.dropout import Dropout
 from stgnn.nn.graph_conv import ChebGraphConv, GraphConv
 from stgnn.nn.graph_ops import (
-    clear_operator_cache,
+    Operator,
+    OperatorCache,
     diffusion_basis,
     diffusion_coefficients,
     diffusion_series,
     get_operator,
+    graph_to_coo,
     make_operator,
     propagate,
     to_dense_adjacency,
@@ -38,12 +42,14 @@ __all__ = [
     "GraphConv",
     "GraphWaveNetLayer",
     "NodeLayerNorm",
+    "Operator",
+    "OperatorCache",
     "STConvBlock",
-    "clear_operator_cache",
     "diffusion_basis",
     "diffusion_coefficients",
     "diffusion_series",
     "get_operator",
+    "graph_to_coo",
     "make_operator",
     "propagate",
     "to_dense_adjacency",

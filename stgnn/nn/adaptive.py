@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from stgnn.nn.graph_ops import quiet_sparse_warnings
 
 __all__ = ["AdaptiveAdjacency"]
 
@@ -89,8 +89,7 @@ class AdaptiveAdjacency(nn.Module):
         cols = cols.reshape(-1)
         logits = F.relu((e1[rows] * e2.t()[cols]).sum(-1)).view(n, k)
         vals = F.softmax(logits, dim=1).reshape(-1)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        with quiet_sparse_warnings():
             adj = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (n, n), check_invariants=False)
             return adj.coalesce()
 

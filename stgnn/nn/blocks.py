@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from stgnn.nn.dropout import Dropout, dropout
 from stgnn.nn.graph_conv import ChebGraphConv, GraphConv
-from stgnn.nn.graph_ops import OperatorKind, diffusion_series, get_operator, transpose_operator
+from stgnn.nn.graph_ops import Operator, OperatorCache, OperatorKind, diffusion_series, get_operator, transpose_operator
 from stgnn.nn.temporal import ChannelAlign, GatedTCN, GatedTemporalConv
 
 __all__ = ["GraphWaveNetLayer", "NodeLayerNorm", "STConvBlock"]
@@ -210,6 +210,8 @@ class GraphWaveNetLayer(nn.Module):
         bias: Biases. Default ``True``.
         reference_compat: Also register the residual 1x1 conv when the graph conv is used (the
             reference creates it and never uses it). Default ``False``.
+        cached: Reuse the fixed supports built at the first call (as PyG's ``cached=True``;
+            served only while the graph is unchanged, see :class:`~stgnn.nn.OperatorCache`). Default ``False``.
         node_dim: Node axis. Default ``-2``.
         time_dim: Time axis. Default ``-3`` (``[B, T, N, C]``).
 
@@ -241,10 +243,13 @@ class GraphWaveNetLayer(nn.Module):
         bias: bool = True,
         *,
         reference_compat: bool = False,
+        cached: bool = False,
         node_dim: int = -2,
         time_dim: int = -3,
     ) -> None:
         super().__init__()
+        self.cached = cached
+        self._cache = OperatorCache()
         self.supports = tuple(supports)
         self.adaptive = adaptive
         self.order = order
@@ -303,11 +308,15 @@ class GraphWaveNetLayer(nn.Module):
             assert self.mlp is not None
             nd = self.node_dim % x.dim()
             hn = h.movedim(nd, 0)
-            ops: list[Tensor] = []
+            ops: list[Operator | Tensor] = []
             if self.supports:
                 if edge_index is None:
                     raise ValueError("edge_index is required for the fixed supports")
-                ops = [get_operator(k, edge_index, edge_weight, hn.size(0), dtype=h.dtype) for k in self.supports]
+                cache = self._cache if self.cached else None
+                ops = [
+                    get_operator(k, edge_index, edge_weight, hn.size(0), dtype=h.dtype, cache=cache)
+                    for k in self.supports
+                ]
             if self.adaptive:
                 if adaptive_adj is None:
                     raise ValueError("adaptive=True needs adaptive_adj")

@@ -10,9 +10,11 @@ from torch import Tensor, nn
 
 from stgnn.nn.graph_ops import (
     DiffusionMode,
+    Operator,
+    OperatorCache,
     OperatorKind,
-    diffusion_basis,
-    diffusion_coefficients,
+    diffusion_features,
+    feature_coefficients,
     get_operator,
 )
 
@@ -28,6 +30,17 @@ class DiffusionConv(nn.Module):
     linear layer, where ``S_f = (D_O^{-1} W)^T`` and ``S_b = (D_I^{-1} W^T)^T`` are the forward and
     backward random-walk transition operators (``"random_walk"`` / ``"reverse_random_walk"`` in
     :mod:`stgnn.nn.graph_ops`; ``(S_f x)[j] = sum_i W[i, j] / d_out(i) x[i]``).
+
+    *Operator convention:* the paper writes ``sum_k (theta_{k,1} (D_O^{-1} W)^k + theta_{k,2}
+    (D_I^{-1} W^T)^k) x``; the code applies the *transposed* transition matrices,
+    ``x' = sum_k (theta_{k,1} ((D_O^{-1} W)^T)^k + theta_{k,2} ((D_I^{-1} W^T)^T)^k) x``, i.e. a
+    node aggregates from its in-neighbours along the edge direction -- what the authors' code does
+    (``calculate_random_walk_matrix(adj).T``); on an undirected graph only the normalisation
+    differs between the two.
+
+    ``K`` counts diffusion *hops* per direction (the paper's ``K``, ``max_diffusion_step``): ``K``
+    products per direction and ``1 + 2K`` terms -- unlike :class:`~stgnn.nn.ChebGraphConv`, whose
+    ``K`` counts terms.
 
     Terms per support (``reference_compat=False``, default): ``x_1 = S x``,
     ``x_k = 2 S x_{k-1} - x_{k-2}`` with ``x_0 = x``, each support starting from ``x``.  This is the
@@ -45,7 +58,10 @@ class DiffusionConv(nn.Module):
     Weight layout: ``weight [in_channels * M, out_channels]`` with row ``c * M + m`` for input
     channel ``c`` and matrix ``m`` (``M = 1 + num_supports * K``, order
     ``[x, S_f terms, S_b terms]``) -- exactly the reference's ``gconv_weight_(input_size * M,
-    output_size)``, so reference weights load unchanged.
+    output_size)``, so reference weights load unchanged.  For ``K <= 2`` the layer projects the
+    plain products ``S^k x`` with the recursion folded into the weight (:meth:`basis_weight`);
+    larger ``K`` use the recursion's terms (folding is ill-conditioned there, see
+    :mod:`stgnn.nn.graph_ops`).
 
     Args:
         in_channels: Input channels.
@@ -55,10 +71,12 @@ class DiffusionConv(nn.Module):
         reference_compat: Reproduce the reference recursion (see above). Default ``False``.
         bidirectional: Use both transition operators (DCRNN ``dual_random_walk``); ``False`` uses
             the forward one only (``random_walk``). Default ``True``.
+        cached: Build the operators at the first call and reuse them (as PyG's ``cached=True``;
+            served only while the graph is unchanged, see :class:`~stgnn.nn.OperatorCache`). Default ``False``.
         node_dim: Node axis of the input. Default ``-2``.
 
     Shapes:
-        ``x [..., N, in_channels]``, ``edge_index [2, E]`` (or dense ``[N, N]``),
+        ``x [..., N, in_channels]``, ``edge_index [2, E]`` (or an ``[N, N]`` adjacency),
         ``edge_weight [E]`` -> ``[..., N, out_channels]``.
 
     Example:
@@ -77,6 +95,7 @@ class DiffusionConv(nn.Module):
         *,
         reference_compat: bool = False,
         bidirectional: bool = True,
+        cached: bool = False,
         node_dim: int = -2,
     ) -> None:
         super().__init__()
@@ -87,14 +106,17 @@ class DiffusionConv(nn.Module):
         self.K = K
         self.reference_compat = reference_compat
         self.bidirectional = bidirectional
+        self.cached = cached
         self.node_dim = node_dim
+        self._cache = OperatorCache()
         self.num_matrices = 1 + (2 if bidirectional else 1) * K
         self.weight = nn.Parameter(torch.empty(in_channels * self.num_matrices, out_channels))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-normal weight and zero bias, as the reference ``LayerParams``."""
+        """Xavier-normal weight and zero bias, as the reference ``LayerParams``; forget cached operators."""
+        self._cache.clear()
         nn.init.xavier_normal_(self.weight)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
@@ -105,31 +127,32 @@ class DiffusionConv(nn.Module):
         edge_weight: Tensor | None,
         num_nodes: int,
         dtype: torch.dtype | None = None,
-    ) -> list[Tensor]:
-        """The transition operators ``[S_f]`` or ``[S_f, S_b]`` (cached per graph)."""
+    ) -> list[Operator]:
+        """The transition operators ``[S_f]`` or ``[S_f, S_b]`` (reused with ``cached=True``)."""
         kinds: tuple[OperatorKind, ...] = ("random_walk",)
         if self.bidirectional:
             kinds = ("random_walk", "reverse_random_walk")
-        return [get_operator(k, edge_index, edge_weight, num_nodes, dtype=dtype) for k in kinds]
+        cache = self._cache if self.cached else None
+        return [get_operator(k, edge_index, edge_weight, num_nodes, dtype=dtype, cache=cache) for k in kinds]
 
     @property
     def mode(self) -> DiffusionMode:
         """The :func:`~stgnn.nn.graph_ops.diffusion_series` recursion this layer uses."""
         return "dcrnn_reference" if self.reference_compat else "chebyshev"
 
-    def diffuse(self, x: Tensor, operators: Sequence[Tensor]) -> Tensor:
+    def diffuse(self, x: Tensor, operators: Sequence[Operator | Tensor]) -> Tensor:
         """Diffusion features of node-leading ``x [N, ..., C]`` -> ``[N, ..., M * C]``.
 
-        The features are the *plain* sparse products of
+        For ``K <= 2`` the features are the *plain* sparse products of
         :func:`~stgnn.nn.graph_ops.diffusion_basis` (feature index ``j * C + c``), not the
-        recursion's terms; :meth:`project` applies the weight mapped onto that basis
+        recursion's terms (larger ``K``: the terms, see
+        :func:`~stgnn.nn.graph_ops.diffusion_features`); :meth:`project` applies the weight mapped onto that basis
         (:meth:`basis_weight`), which gives the same output as projecting the terms with
         ``weight`` (up to rounding) with fewer element-wise passes and a cheap concatenation
         instead of a per-channel interleave.  Channel-separable: :class:`DCGRUCell` diffuses its
         input and state separately and projects each with its block of rows.
         """
-        basis, _ = diffusion_basis(x, operators, self.K, self.mode)
-        return torch.cat(basis, dim=-1)
+        return torch.cat(diffusion_features(x, operators, self.K, self.mode), dim=-1)
 
     def basis_weight(self, rows: slice | None = None) -> Tensor:
         """``weight[rows]`` (reference layout, row ``c * M + m``) mapped onto :meth:`diffuse`'s
@@ -137,9 +160,9 @@ class DiffusionConv(nn.Module):
         w = self.weight if rows is None else self.weight[rows]
         m = self.num_matrices
         n_ops = (m - 1) // self.K if self.K else 0
-        coeff = diffusion_coefficients(n_ops, self.K, self.mode)
+        coeff = feature_coefficients(n_ops, self.K, self.mode, dtype=w.dtype, device=w.device)
         wm = w.view(-1, m, w.size(-1))  # [C, M, out]
-        return torch.einsum("cmo,mj->jco", wm, coeff.to(w)).reshape(-1, w.size(-1))
+        return torch.einsum("cmo,mj->jco", wm, coeff).reshape(-1, w.size(-1))
 
     def project(self, features: Tensor, rows: slice | None = None, add_bias: bool = True) -> Tensor:
         """``features @ basis_weight(rows) (+ bias)`` for :meth:`diffuse`'s features."""
@@ -159,8 +182,8 @@ class DiffusionConv(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"{self.in_channels}, {self.out_channels}, K={self.K}, "
-            f"bidirectional={self.bidirectional}, reference_compat={self.reference_compat}"
+            f"{self.in_channels}, {self.out_channels}, K={self.K}, bias={self.bias is not None}, "
+            f"bidirectional={self.bidirectional}, reference_compat={self.reference_compat}, cached={self.cached}"
         )
 
 
@@ -191,6 +214,8 @@ class DCGRUCell(nn.Module):
         bias: Gate biases. Default ``True``.
         reference_compat: See :class:`DiffusionConv`. Default ``False``.
         bidirectional: See :class:`DiffusionConv`. Default ``True``.
+        cached: Reuse the operators built at the first call (as PyG's ``cached=True``;
+            served only while the graph is unchanged, see :class:`~stgnn.nn.OperatorCache`). Default ``False``.
         node_dim: Node axis of the input. Default ``-2``.
 
     Shapes:
@@ -213,6 +238,7 @@ class DCGRUCell(nn.Module):
         *,
         reference_compat: bool = False,
         bidirectional: bool = True,
+        cached: bool = False,
         node_dim: int = -2,
     ) -> None:
         super().__init__()
@@ -222,7 +248,7 @@ class DCGRUCell(nn.Module):
         c_in = in_channels + hidden_channels
         self.gate_conv = DiffusionConv(
             c_in, 2 * hidden_channels, K, bias,
-            reference_compat=reference_compat, bidirectional=bidirectional, node_dim=0,
+            reference_compat=reference_compat, bidirectional=bidirectional, cached=cached, node_dim=0,
         )  # fmt: skip
         self.candidate_conv = DiffusionConv(
             c_in, hidden_channels, K, bias,
@@ -241,13 +267,22 @@ class DCGRUCell(nn.Module):
             nn.init.constant_(self.gate_conv.bias, 1.0)
 
     # -- building blocks used by the DCRNN model (node-leading tensors) ----------------------
+    @property
+    def cached(self) -> bool:
+        """Whether the operators are reused (see :class:`DiffusionConv`)."""
+        return self.gate_conv.cached
+
+    @cached.setter
+    def cached(self, value: bool) -> None:
+        self.gate_conv.cached = value
+
     def operators(
         self, edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int, dtype: torch.dtype
-    ) -> list[Tensor]:
-        """Transition operators (cached per graph)."""
+    ) -> list[Operator]:
+        """Transition operators (the gate convolution's; reused with ``cached=True``)."""
         return self.gate_conv.operators(edge_index, edge_weight, num_nodes, dtype)
 
-    def diffuse(self, x: Tensor, operators: Sequence[Tensor]) -> Tensor:
+    def diffuse(self, x: Tensor, operators: Sequence[Operator | Tensor]) -> Tensor:
         """Diffusion features ``[N, ..., C] -> [N, ..., M * C]`` (see :meth:`DiffusionConv.diffuse`)."""
         return self.gate_conv.diffuse(x, operators)
 
@@ -280,7 +315,7 @@ class DCGRUCell(nn.Module):
         xc: Tensor,
         h: Tensor | None,
         fh: Tensor | None,
-        operators: Sequence[Tensor],
+        operators: Sequence[Operator | Tensor],
         weights: DCGRUWeights | None = None,
     ) -> Tensor:
         """One update from precomputed input projections and the diffused state.

@@ -3,9 +3,16 @@
 Convention
 ----------
 The public graph interface is PyG's: ``edge_index [2, E]`` with row 0 the *source* and row 1
-the *target*, and optional ``edge_weight [E]``.  Edge ``i -> j`` with weight ``w`` is the entry
-``W[i, j] = w`` of the weighted adjacency ``W`` (duplicate edges are summed).  A dense ``[N, N]``
-floating-point adjacency ``W`` is accepted wherever ``edge_index`` is (see :func:`to_edge_index`).
+the *target*, and optional ``edge_weight [E]`` (or PyG's ``edge_attr [E, 1]``).  Edge ``i -> j``
+with weight ``w`` is the entry ``W[i, j] = w`` of the weighted adjacency ``W`` (duplicate edges
+are summed).  Wherever ``edge_index`` is accepted, so is (see :func:`graph_to_coo`):
+
+* a dense floating-point ``[N, N]`` adjacency ``W`` (e.g. an ``nn.Parameter``; when it requires
+  grad every entry, zeros included, is an edge, so every entry gets its gradient);
+* a ``torch.sparse`` COO / CSR / CSC ``[N, N]`` adjacency ``W`` (same orientation as the dense one;
+  values that require grad get gradients);
+* a ``torch_sparse.SparseTensor`` in PyG's ``adj_t`` convention (the *transposed* adjacency,
+  ``adj_t[j, i] = W[i, j]``, as PyG's ``GCNConv`` / ``ChebConv`` read it).
 
 An *operator* ``P`` returned here is an ``[N, N]`` matrix applied to node features by
 ``P @ x`` with ``x`` node-leading (``[N, ...]``), i.e. ``(P x)[j] = sum_i P[j, i] x[i]``.
@@ -23,28 +30,43 @@ operator                       formula (``W`` = weighted adjacency, ``d_out = W 
 ``"scaled_laplacian"``         ``2 L / lambda_max - I`` with ``L = I - D^-1/2 S D^-1/2`` and
                                ``S = max(W, W^T)`` (elementwise).  STGCN (hazdzz/STGCN
                                ``calc_gso(adj, "sym_norm_lap")`` + ``calc_chebynet_gso``).
+                               Self-loops of ``W`` are kept in ``S`` (PyG's ``ChebConv`` removes
+                               them first; the two agree on graphs without self-loops).
 ``"renormalized_adjacency"``   ``D~^-1/2 (S + I) D~^-1/2`` with ``S = max(W, W^T)`` and ``D~`` the
                                degrees of ``S + I`` (Kipf & Welling's renormalisation trick;
                                hazdzz/STGCN ``calc_gso(adj, "sym_renorm_adj")``).  ``I`` is added
                                even where ``W`` already has self-loops, as the reference does.
 =============================  ===============================================================
 
-Zero degrees give zero rows (``1/0 -> 0``), as in every reference.
+Zero degrees give zero rows (``1/0 -> 0``), as in every reference, with a zero (finite) gradient.
 
-``lambda_max`` of the scaled Laplacian: ``None`` computes the largest eigenvalue (ARPACK
-``eigsh``; hazdzz/STGCN uses the spectral norm ``scipy.sparse.linalg.norm(L, 2)``, the same number
-for the symmetric positive semi-definite ``L``; VeritasYin/STGCN_IJCAI-18 also computes it) and,
-like hazdzz, uses ``2`` when the estimate reaches ``2``.  A float uses that value (``2.0`` is the
-bound every normalised Laplacian satisfies, PyG's ``ChebConv`` default).
+Everything is built with differentiable tensor operations in float64 on the CPU (float32 on
+other devices) and cast to the requested dtype, so gradients reach ``edge_weight``, the values of
+a sparse adjacency and every entry of a dense adjacency that requires grad.  Normalisations are
+per node, so on a disjoint union of graphs (a PyG ``Batch``) they are per graph automatically;
+the one per-graph quantity is ``lambda_max`` (below).
+
+``lambda_max`` of the scaled Laplacian: ``None`` computes the largest eigenvalue and, like
+hazdzz/STGCN, uses ``2`` when the estimate reaches ``2`` (``2.0`` is the bound every normalised
+Laplacian satisfies, PyG's ``ChebConv`` default).  Without a ``batch`` vector it is the largest
+eigenvalue of the whole graph (what the STGCN references compute, also on a graph with several
+components); with ``batch`` (``[N]``, graph id per node, as PyG's ``ChebConv``) each graph of the
+batch gets its own, so a ``Batch`` gives every graph the operator it gets alone (an edge between
+two graphs of a batch is an error).  For a constant graph it is computed with ARPACK ``eigsh``
+(dense ``eigvalsh`` up to 64 nodes), as hazdzz/STGCN's ``norm(L, 2)`` (the same number for the
+symmetric positive semi-definite ``L``).  When the graph requires grad it is
+``torch.linalg.eigvalsh`` of the dense Laplacian (``O(N^3)`` per graph), so its gradient --
+first and second order -- is exact.
 
 Sparse product
 --------------
-All products go through :func:`propagate`, which multiplies a ``torch.sparse_csr`` operator with a
-node-leading 2-D view ``[N, F]`` (``F`` = batch x time x channels) using PyTorch's native CSR
-kernel (``torch.sparse.mm(A, x, "sum")``; MKL's ``torch.sparse.mm(A, x)`` off the CPU).  Measured
-on this project's shared 2-core CPU (torch 2.13, one intra-op thread, random graphs with
-``E ~ 8N``, best of 5 after a warm-up; ``python experiments/parity.py --bench-spmm --threads 1``
-reruns it), milliseconds forward / forward+backward w.r.t. ``x``::
+All products go through :func:`propagate`.  A graph operator is an :class:`Operator`: the sorted
+COO triplets ``(row, col, val)`` and a ``torch.sparse_csr`` copy of the (detached) values.  The
+product ``P @ x`` with a node-leading 2-D view ``[N, F]`` (``F`` = batch x time x channels) uses
+PyTorch's native CSR kernel (``torch.sparse.mm(A, x, "sum")``; MKL's ``torch.sparse.mm(A, x)``
+off the CPU).  Measured on this project's shared 2-core CPU (torch 2.13, one intra-op thread,
+random graphs with ``E ~ 8N``, best of 5 after a warm-up; ``python experiments/parity.py
+--bench-spmm --threads 1`` reruns it), milliseconds forward / forward+backward w.r.t. ``x``::
 
     N      F       dense mm       gather+index_add  COO            CSR (MKL)      CSR (native, chosen)
     207    1024    1.04 /  2.22   1.15 /  2.80      0.14 / 0.77    0.15 / 1.00    0.13 / 0.31
@@ -54,33 +76,53 @@ reruns it), milliseconds forward / forward+backward w.r.t. ``x``::
     10000  1536       -             -               76.2 /  208    62.4 /  183    42.5 /  159
 
 The native CSR kernel is the fastest forward+backward at every size, including METR-LA's 207
-nodes, so fixed supports have no dense path.  Its own backward re-sorts ``A^T`` at every call;
-:func:`propagate` uses a custom backward with the transpose cached per operator instead (the
-operators are cached, see below).  :func:`diffusion_basis` gives the diffusion features as plain
-products ``S^k x`` plus the constant change of basis to the recursions' terms, so that a layer
-can fold the recursion's ``2 S x_{k-1} - x_{k-2}`` into its weight (no element-wise passes).
-The learned adaptive adjacency of Graph WaveNet is
-dense by definition and uses ``torch.mm``.  Layers keep features node-leading internally
-(constructor argument ``node_dim``) because moving the node axis in and out costs about twice
-the product itself (N=207, F=26624, 2 threads: 5.4 ms product, 16.3 ms with the two permutes).
+nodes.  Its own backward re-sorts ``A^T`` at every call; :func:`propagate` uses a custom backward
+with the transpose cached per operator instead (worth it when the operator is reused, i.e. with a
+layer's ``cached=True``).  Values that require grad (learned edge weights, a top-k adaptive
+adjacency) use a custom ``O(E F)`` backward (a sampled dense-dense product) instead of
+``torch.sparse.mm``'s ``O(N^2 F)`` one.  Both custom backwards are written so that double backward
+is exact (under ``create_graph`` they run as plain differentiable operations), and under
+``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``) and ``torch.compile`` the product is the
+plain gather + ``index_add`` formulation, which those transforms support.  The learned adaptive
+adjacency of Graph WaveNet is dense by definition and uses ``torch.mm``.  Layers keep features
+node-leading internally (constructor argument ``node_dim``) because moving the node axis in and
+out costs about twice the product itself (N=207, F=26624, 2 threads: 5.4 ms product, 16.3 ms with
+the two permutes).
+
+Chebyshev / diffusion terms
+---------------------------
+:func:`diffusion_series` computes the terms by their recursion (``x_k = 2 S x_{k-1} - x_{k-2}``),
+which is numerically stable for any order on a normalised operator.  :func:`diffusion_basis`
+gives the same span as plain powers ``S^k x`` plus the constant change of basis, so that a layer
+can fold the recursion into its weight (no element-wise passes).  Folding multiplies by the
+recursion's polynomial coefficients, which grow like ``2^(k-1)`` and make the fold
+ill-conditioned for large orders (order 15 loses ~3e-3 relative in float32, order 24 everything);
+layers fold only up to :data:`MAX_FOLDED_ORDER` ``= 2``, where the coefficients are ``[1], [0, 1],
+[-1, 0, 2]`` (sum of magnitudes 5): the fold adds at most a few float32 roundings of terms of norm
+``<= |x|`` (``|S| <= 1``), well inside ``1e-5`` relative.  Higher orders use the recursion.
 
 Caching
 -------
-:func:`get_operator` caches operators per graph: first by the identity (and in-place version
-counter) of the ``edge_index`` / ``edge_weight`` tensors, then by exact content, so a graph
-passed again as a new tensor (``data.to(device)`` every step) is still found.  An
-``edge_weight`` that requires grad (learned edge weights, grad mode on) bypasses the cache and
-gets a differentiable COO operator.
+Nothing is cached implicitly (no module-level cache): a graph can change between calls (in place,
+through ``.data``, or through a NumPy array sharing its memory), and a cache keyed on tensor
+identity or version counters cannot see every change.  Layers take ``cached=False`` (default:
+every call builds its operators) or, as PyG's ``cached=True`` for a static graph, ``cached=True``:
+the layer's :class:`OperatorCache` keeps the operators with a private copy of the graph and
+serves them only while the graph passed in is equal to that copy (``torch.equal``, ``O(E)``), so
+even a broken promise gives correct numbers (inside ``torch.compile`` the check is skipped and the
+promise is trusted).  A graph that requires grad is never cached.  The models turn caching on
+for their dataset's graph (their ``cached=True`` default), which keeps the fast path: the CSR
+operators and their cached transposes are built once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 import weakref
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -88,13 +130,16 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "MAX_FOLDED_ORDER",
     "DiffusionMode",
+    "Operator",
+    "OperatorCache",
     "OperatorKind",
-    "clear_operator_cache",
     "diffusion_basis",
     "diffusion_coefficients",
     "diffusion_series",
     "get_operator",
+    "graph_to_coo",
     "largest_eigenvalue",
     "make_operator",
     "propagate",
@@ -111,6 +156,16 @@ _KINDS: tuple[str, ...] = (
     "scaled_laplacian",
     "renormalized_adjacency",
 )
+MAX_FOLDED_ORDER = 2
+"""Largest order whose recursion a layer folds into its weight (see the module docstring)."""
+
+
+@contextlib.contextmanager
+def quiet_sparse_warnings() -> Iterator[None]:
+    """Silence PyTorch's beta / invariant-check warnings for sparse tensors (one place)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        yield
 
 
 # --------------------------------------------------------------------------- conversions
@@ -194,76 +249,261 @@ def _check_graph(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int)
     return edge_weight
 
 
+def _is_dense_adjacency(graph: Any) -> bool:
+    return (
+        isinstance(graph, Tensor)
+        and graph.layout == torch.strided
+        and graph.is_floating_point()
+        and graph.dim() == 2
+        and graph.size(0) == graph.size(1)
+    )
+
+
+def _is_sparse_tensor(graph: Any) -> bool:
+    """A ``torch_sparse.SparseTensor`` (PyG's ``adj_t``), recognised without importing torch_sparse."""
+    return type(graph).__name__ == "SparseTensor" and hasattr(graph, "coo") and hasattr(graph, "sparse_sizes")
+
+
+def _requires_grad(*tensors: Any) -> bool:
+    """Whether a graph input takes part in autograd (grad mode on and a tensor requiring grad)."""
+    if not torch.is_grad_enabled():
+        return False
+    for t in tensors:
+        if isinstance(t, Tensor):
+            if t.requires_grad:
+                return True
+        elif _is_sparse_tensor(t):
+            val = t.storage.value()
+            if val is not None and val.requires_grad:
+                return True
+    return False
+
+
+def graph_to_coo(
+    edge_index: Any, edge_weight: Tensor | None = None, num_nodes: int | None = None
+) -> tuple[Tensor, Tensor, Tensor | None, int]:
+    """Any accepted graph input as ``(src, dst, weight, N)`` (the one place inputs are read).
+
+    Args:
+        edge_index: ``[2, E]`` integer tensor (row 0 = source), a dense ``[N, N]`` float adjacency,
+            a ``torch.sparse`` COO / CSR / CSC ``[N, N]`` adjacency, or a ``torch_sparse.SparseTensor``
+            ``adj_t`` (see the module docstring for the orientations).
+        edge_weight: ``[E]`` / ``[E, 1]`` or ``None`` (ones); only with an ``edge_index``.
+        num_nodes: ``N``; inferred from a matrix input or as ``max(edge_index) + 1``.
+
+    Returns:
+        ``src [E']``, ``dst [E']`` (int64), ``weight [E']`` (``None`` for an unweighted
+        ``edge_index``; differentiable where the input requires grad) and ``N``.
+
+    Example:
+        >>> src, dst, w, n = graph_to_coo(torch.tensor([[0.0, 2.0], [0.0, 0.0]]))
+        >>> src.tolist(), dst.tolist(), w.tolist(), n
+        ([0], [1], [2.0], 2)
+    """
+    matrix_input = _is_dense_adjacency(edge_index) or _is_sparse_tensor(edge_index) or (
+        isinstance(edge_index, Tensor) and edge_index.layout != torch.strided
+    )
+    if matrix_input and edge_weight is not None:
+        raise ValueError("edge_weight must be None when the graph is given as an adjacency matrix")
+    if _is_sparse_tensor(edge_index):
+        row, col, val = edge_index.coo()  # adj_t[target, source]
+        n = int(edge_index.sparse_sizes()[0])
+        src, dst = col.long(), row.long()
+        w = val
+    elif isinstance(edge_index, Tensor) and edge_index.layout != torch.strided:
+        if edge_index.dim() != 2 or edge_index.size(0) != edge_index.size(1):
+            raise ValueError(f"sparse adjacency must be square [N, N], got shape {tuple(edge_index.shape)}")
+        with quiet_sparse_warnings():
+            coo = edge_index if edge_index.layout == torch.sparse_coo else edge_index.to_sparse_coo()
+            coo = coo.coalesce()
+        idx = coo.indices()
+        src, dst, w = idx[0], idx[1], coo.values()
+        n = edge_index.size(0)
+    elif _is_dense_adjacency(edge_index):
+        n = edge_index.size(0)
+        if edge_index.requires_grad and torch.is_grad_enabled():
+            # every entry is a (possibly zero-weight) edge so that every entry gets its gradient
+            grid = torch.arange(n, device=edge_index.device)
+            src, dst = grid.repeat_interleave(n), grid.repeat(n)
+            w = edge_index.reshape(-1)
+        else:
+            src, dst = edge_index.nonzero().t()
+            w = edge_index[src, dst]
+    else:
+        if not isinstance(edge_index, Tensor):
+            raise TypeError(
+                f"edge_index must be a tensor ([2, E], a dense or torch.sparse [N, N] adjacency) or a "
+                f"SparseTensor, got {type(edge_index).__name__}"
+            )
+        n = int(edge_index.max()) + 1 if num_nodes is None and edge_index.numel() else (num_nodes or 0)
+        edge_weight = _check_graph(edge_index, edge_weight, n)
+        return edge_index[0].long(), edge_index[1].long(), edge_weight, n
+    if num_nodes is not None and num_nodes != n:
+        raise ValueError(f"adjacency is {n}x{n} but the input has {num_nodes} nodes")
+    if w is not None and not w.is_floating_point():
+        w = w.float()
+    return src.long(), dst.long(), w, n
+
+
 # ----------------------------------------------------------------------- sparse helpers
 def _coalesce(
     row: Tensor, col: Tensor, val: Tensor, n: int, reduce: Literal["sum", "amax"] = "sum"
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Sort by (row, col) and merge duplicates with ``reduce``."""
+    """Sort by (row, col) and merge duplicates with ``reduce`` (differentiable in ``val``)."""
     key = row * n + col
     uniq, inv = torch.unique(key, sorted=True, return_inverse=True)
     if reduce == "sum":
-        out = torch.zeros(uniq.numel(), dtype=val.dtype, device=val.device).index_add(0, inv, val)
+        out = val.new_zeros(uniq.numel()).index_add(0, inv, val)
     else:
-        out = torch.full((uniq.numel(),), float("-inf"), dtype=val.dtype, device=val.device)
-        out = out.scatter_reduce(0, inv, val, reduce="amax", include_self=True)
+        out = val.new_full((uniq.numel(),), float("-inf")).scatter_reduce(0, inv, val, reduce="amax", include_self=True)
     return uniq // n, uniq % n, out
 
 
 def _inv(deg: Tensor, power: float) -> Tensor:
-    out = deg.pow(power)
-    return torch.where(deg == 0, torch.zeros_like(out), out)
+    """``deg ** power`` with ``0 -> 0`` and a finite (zero) gradient there."""
+    zero = deg == 0
+    safe = torch.where(zero, torch.ones_like(deg), deg)
+    return torch.where(zero, torch.zeros_like(deg), safe.pow(power))
 
 
 def _symmetrize_max(row: Tensor, col: Tensor, val: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
     """``S = max(W, W^T)`` elementwise (non-negative weights; a missing entry counts as 0)."""
-    r = torch.cat([row, col])
-    c = torch.cat([col, row])
-    v = torch.cat([val, val])
-    r, c, v = _coalesce(r, c, v, n, reduce="amax")
+    r, c, v = _coalesce(torch.cat([row, col]), torch.cat([col, row]), torch.cat([val, val]), n, reduce="amax")
     # an edge present in one direction only gets max(w, 0)
     return r, c, v.clamp_min(0.0)
 
 
-def largest_eigenvalue(row: Tensor, col: Tensor, val: Tensor, n: int) -> float:
-    """Largest eigenvalue of a symmetric sparse matrix given as COO (CPU float64 ARPACK).
+def _csr(row: Tensor, col: Tensor, val: Tensor, n_rows: int, n_cols: int) -> Tensor:
+    """CSR tensor from ``(row, col)`` pairs sorted row-major (the one CSR builder)."""
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=row.device)
+    crow[1:] = torch.cumsum(torch.bincount(row, minlength=n_rows), 0)
+    with quiet_sparse_warnings():
+        return torch.sparse_csr_tensor(
+            crow, col.contiguous(), val.contiguous(), (n_rows, n_cols), check_invariants=False
+        )
 
-    Dense ``eigvalsh`` for ``n <= 64`` (ARPACK needs ``k < n``).
+
+class Operator(NamedTuple):
+    """A sparse ``[N, N]`` graph operator (see the module docstring).
+
+    ``(row, col, val)`` are sorted row-major with unique pairs; ``val`` carries gradients when
+    the graph requires grad; ``csr`` holds the same entries (detached values) for the fast
+    product (``None`` when built inside ``torch.func`` transforms or ``torch.compile``, which use
+    the triplets).  Apply it with :func:`propagate`.
     """
-    r = row.detach().cpu().numpy()
-    c = col.detach().cpu().numpy()
-    v = val.detach().cpu().double().numpy()
-    mat = sp.coo_matrix((v, (r, c)), shape=(n, n)).tocsr()
-    if n <= 64:
-        return float(np.linalg.eigvalsh(mat.toarray()).max())
-    from scipy.sparse.linalg import eigsh
 
-    return float(eigsh(mat, k=1, which="LA", return_eigenvectors=False, tol=1e-10)[0])
+    row: Tensor
+    col: Tensor
+    val: Tensor
+    num_nodes: int
+    csr: Tensor | None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Values dtype."""
+        return self.val.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device."""
+        return self.val.device
+
+    @classmethod
+    def from_coo(cls, row: Tensor, col: Tensor, val: Tensor, n: int) -> Operator:
+        """From unique ``(row, col)`` pairs in any order."""
+        order = torch.argsort(row * n + col)
+        row, col, val = row[order], col[order], val[order]
+        return cls(row, col, val, n, None if _plain_ops_only() else _csr(row, col, val.detach(), n, n))
+
+    def to_dense(self) -> Tensor:
+        """The dense ``[N, N]`` matrix (differentiable)."""
+        n = self.num_nodes
+        return self.val.new_zeros(n, n).index_put((self.row, self.col), self.val, accumulate=True)
+
+    def t(self) -> Operator:
+        """The transposed operator."""
+        return Operator.from_coo(self.col, self.row, self.val, self.num_nodes)
+
+
+def _per_graph(batch: Tensor | None, n: int, device: torch.device) -> tuple[Tensor, int]:
+    """``(graph id per node [N], number of graphs)``; one graph without ``batch``."""
+    if batch is None:
+        return torch.zeros(n, dtype=torch.int64, device=device), 1
+    if batch.dim() != 1 or batch.numel() != n or batch.is_floating_point():
+        raise ValueError(f"batch must be an integer vector [N] with N={n}, got {batch.dtype} {tuple(batch.shape)}")
+    if n and int(batch.min()) < 0:
+        raise ValueError("batch has negative graph ids")
+    return batch.long(), int(batch.max()) + 1 if n else 0
+
+
+def largest_eigenvalue(row: Tensor, col: Tensor, val: Tensor, n: int, batch: Tensor | None = None) -> Tensor:
+    """Largest eigenvalue of a symmetric sparse matrix (COO), per graph of ``batch``.
+
+    Returns ``[G]`` (one graph without ``batch``) in ``val``'s dtype.  Differentiable (dense
+    ``torch.linalg.eigvalsh`` per graph) when ``val`` requires grad; otherwise CPU float64 ARPACK
+    ``eigsh`` (dense ``eigvalsh`` up to 64 nodes, ARPACK needs ``k < n``).  Graphs without nodes
+    get 0.
+
+    Example:
+        >>> largest_eigenvalue(torch.tensor([0, 1]), torch.tensor([1, 0]), torch.tensor([1.0, 1.0]), 2).tolist()
+        [1.0]
+    """
+    graph, num_graphs = _per_graph(batch, n, val.device)
+    if num_graphs > 1 and bool((graph[row] != graph[col]).any()):
+        raise ValueError("batch: an edge joins two different graphs of the batch")
+    out = []
+    for g in range(num_graphs):
+        nodes = (graph == g).nonzero().view(-1) if num_graphs > 1 else torch.arange(n, device=val.device)
+        k = nodes.numel()
+        if k == 0:
+            out.append(val.new_zeros(()))
+            continue
+        local = torch.full((n,), -1, dtype=torch.int64, device=val.device)
+        local[nodes] = torch.arange(k, device=val.device)
+        keep = local[row] >= 0
+        r, c, v = local[row[keep]], local[col[keep]], val[keep]
+        if val.requires_grad and torch.is_grad_enabled():
+            dense = val.new_zeros(k, k).index_put((r, c), v, accumulate=True)
+            out.append(torch.linalg.eigvalsh(dense)[-1])
+            continue
+        mat = sp.coo_matrix(
+            (v.detach().cpu().double().numpy(), (r.cpu().numpy(), c.cpu().numpy())), shape=(k, k)
+        ).tocsr()
+        if k <= 64:
+            lam = float(np.linalg.eigvalsh(mat.toarray()).max())
+        else:
+            from scipy.sparse.linalg import eigsh
+
+            lam = float(eigsh(mat, k=1, which="LA", return_eigenvectors=False, tol=1e-10)[0])
+        out.append(val.new_tensor(lam))
+    return torch.stack(out)
 
 
 def make_operator(
     kind: OperatorKind,
-    edge_index: Tensor,
-    edge_weight: Tensor | None,
-    num_nodes: int,
+    edge_index: Any,
+    edge_weight: Tensor | None = None,
+    num_nodes: int | None = None,
     *,
     lambda_max: float | None = None,
-    dtype: torch.dtype = torch.float32,
-    layout: Literal["csr", "coo"] = "csr",
-) -> Tensor:
-    """Build (uncached) the ``[N, N]`` sparse operator ``kind`` of a graph.
+    batch: Tensor | None = None,
+    dtype: torch.dtype | None = None,
+) -> Operator:
+    """Build the ``[N, N]`` operator ``kind`` of a graph (uncached, differentiable).
 
-    See the module docstring for the formulas and how they match the reference code.
-    Normalisation runs in float64 (as the references' numpy code) and is cast to ``dtype``.
+    See the module docstring for the formulas, the accepted graph inputs and how they match the
+    reference code.  Normalisation runs in float64 on the CPU (as the references' numpy code)
+    and is cast to ``dtype``; gradients flow to every graph input that requires grad.
 
     Args:
         kind: ``"random_walk"``, ``"reverse_random_walk"``, ``"scaled_laplacian"`` or
             ``"renormalized_adjacency"``.
-        edge_index: ``[2, E]``, row 0 = source.
+        edge_index: ``[2, E]`` (row 0 = source) or an adjacency matrix (see :func:`graph_to_coo`).
         edge_weight: ``[E]`` or ``None`` (ones).
-        num_nodes: ``N``.
-        lambda_max: Scaled Laplacian only; ``None`` computes it (default).
-        dtype: Values dtype.
-        layout: ``"csr"`` (fast product) or ``"coo"`` (differentiable w.r.t. ``edge_weight``).
+        num_nodes: ``N`` (inferred when ``None``).
+        lambda_max: Scaled Laplacian only; ``None`` computes it (default), per graph of ``batch``.
+        batch: ``[N]`` graph id per node (PyG ``Batch.batch``); only ``lambda_max`` depends on it.
+        dtype: Values dtype; default the weights' floating dtype or the default dtype.
 
     Example:
         >>> ei = torch.tensor([[0, 1], [1, 2]])
@@ -272,81 +512,73 @@ def make_operator(
     """
     if kind not in _KINDS:
         raise ValueError(f"unknown operator kind {kind!r}; expected one of {_KINDS}")
-    edge_weight = _check_graph(edge_index, edge_weight, num_nodes)
-    n = num_nodes
-    work = torch.float64 if edge_index.device.type == "cpu" else torch.float32
-    src, dst = edge_index[0].long(), edge_index[1].long()
-    w = _weights(edge_index, edge_weight, work).to(work)
+    src, dst, w_in, n = graph_to_coo(edge_index, edge_weight, num_nodes)
+    if dtype is None:
+        dtype = w_in.dtype if w_in is not None else torch.get_default_dtype()
+    device = src.device
+    work = torch.float64 if device.type == "cpu" else torch.float32
+    w = torch.ones(src.numel(), dtype=work, device=device) if w_in is None else w_in.to(work)
     src, dst, w = _coalesce(src, dst, w, n)  # W[src, dst], duplicates summed
     if kind == "random_walk":
-        d_out = torch.zeros(n, dtype=work, device=w.device).index_add(0, src, w)
+        d_out = w.new_zeros(n).index_add(0, src, w)
         row, col, val = dst, src, w * _inv(d_out, -1.0)[src]
     elif kind == "reverse_random_walk":
-        d_in = torch.zeros(n, dtype=work, device=w.device).index_add(0, dst, w)
+        d_in = w.new_zeros(n).index_add(0, dst, w)
         row, col, val = src, dst, w * _inv(d_in, -1.0)[dst]
     else:
         r, c, s = _symmetrize_max(src, dst, w, n)
-        eye = torch.arange(n, device=w.device)
-        ones = torch.ones(n, dtype=work, device=w.device)
+        eye = torch.arange(n, device=device)
+        ones = w.new_ones(n)
         if kind == "renormalized_adjacency":
             r, c, s = _coalesce(torch.cat([r, eye]), torch.cat([c, eye]), torch.cat([s, ones]), n)
-        deg = torch.zeros(n, dtype=work, device=w.device).index_add(0, r, s)
+        deg = w.new_zeros(n).index_add(0, r, s)
         dis = _inv(deg, -0.5)
         a = dis[r] * s * dis[c]
         if kind == "renormalized_adjacency":
             row, col, val = r, c, a
         else:
-            # L = I - A_sym
+            # L = I - A_sym, then 2 L / lambda_max - I
             lr, lc, lv = _coalesce(torch.cat([eye, r]), torch.cat([eye, c]), torch.cat([ones, -a]), n)
-            lam = lambda_max
-            if lam is None:
-                lam = largest_eigenvalue(lr, lc, lv, n)
-            lam = min(float(lam), 2.0) if lambda_max is None else float(lam)
-            if lam <= 0:
-                raise ValueError(f"lambda_max must be positive, got {lam}")
+            if lambda_max is None:
+                lam = largest_eigenvalue(lr, lc, lv, n, batch).clamp_max(2.0)
+            else:
+                if lambda_max <= 0:
+                    raise ValueError(f"lambda_max must be positive, got {lambda_max}")
+                lam = w.new_full((1,), float(lambda_max))
+            graph, _ = _per_graph(batch, n, device) if lambda_max is None else (torch.zeros_like(eye), 1)
+            scale = 2.0 / lam[graph]  # per node (rows and columns of a block share their graph)
             row, col, val = _coalesce(
-                torch.cat([lr, eye]), torch.cat([lc, eye]), torch.cat([lv * (2.0 / lam), -ones]), n
+                torch.cat([lr, eye]), torch.cat([lc, eye]), torch.cat([lv * scale[lr], -ones]), n
             )
-    return _sparse(row, col, val.to(dtype), n, layout)
+    return Operator.from_coo(row, col, val.to(dtype), n)
 
 
-def _sparse(row: Tensor, col: Tensor, val: Tensor, n: int, layout: str) -> Tensor:
-    """Sparse ``[n, n]`` tensor from unique ``(row, col)`` pairs in any order."""
-    idx = torch.stack([row, col])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-        coo = torch.sparse_coo_tensor(idx, val, (n, n), check_invariants=False)
-        if layout == "coo":
-            return coo.coalesce()
-        # (row, col) pairs are unique: sort them row-major and build CSR directly
-        order = torch.argsort(row * n + col)
-        row, col, val = row[order], col[order], val[order]
-        crow = torch.zeros(n + 1, dtype=torch.int64, device=row.device)
-        crow[1:] = torch.cumsum(torch.bincount(row, minlength=n), 0)
-        return torch.sparse_csr_tensor(crow, col.contiguous(), val.contiguous(), (n, n), check_invariants=False)
-
-
-def transpose_operator(adj: Tensor) -> Tensor:
-    """``adj^T`` as an operator: a view for dense, a coalesced COO for sparse ``adj``.
+def transpose_operator(adj: Tensor | Operator) -> Tensor | Operator:
+    """``adj^T`` as an operator: a view for a dense ``adj``, an :class:`Operator` otherwise.
 
     Graph WaveNet applies a learned adjacency ``A`` as ``A^T x`` (einsum ``ncvl,vw->ncwl``).
+    Values of a sparse ``adj`` keep their gradient.
     """
+    if isinstance(adj, Operator):
+        return adj.t()
     if adj.layout == torch.strided:
         return adj.t()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-        coo = adj.to_sparse_coo() if adj.layout != torch.sparse_coo else adj
-        return coo.t().coalesce()
+    return _sparse_to_operator(adj, transpose=True)
+
+
+def _sparse_to_operator(adj: Tensor, transpose: bool) -> Operator:
+    """A ``torch.sparse`` matrix (or its transpose) as an :class:`Operator`; values keep their gradient."""
+    src, dst, w, n = graph_to_coo(adj)
+    assert w is not None  # a torch.sparse tensor always has values
+    return Operator.from_coo(dst, src, w, n) if transpose else Operator.from_coo(src, dst, w, n)
 
 
 def _csr_mm(a: Tensor, x: Tensor) -> Tensor:
     """``a @ x`` for a CSR ``a`` and dense 2-D ``x``."""
     if a.device.type == "cpu":
-        # native CSR kernel (``reduce`` argument): skips MKL's zero-fill + copy, and its backward
-        # avoids re-sorting the transpose at every call (see the module docstring)
+        # native CSR kernel (``reduce`` argument): skips MKL's zero-fill + copy
         return torch.sparse.mm(a, x, "sum")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+    with quiet_sparse_warnings():
         return torch.sparse.mm(a, x)
 
 
@@ -354,7 +586,7 @@ _TRANSPOSES: dict[int, tuple[Any, Tensor]] = {}
 
 
 def _csr_transpose(a: Tensor) -> Tensor:
-    """``a^T`` as CSR, cached per operator tensor (operators are cached and never modified)."""
+    """``a^T`` as CSR, cached per CSR tensor (an :class:`Operator`'s CSR is never modified)."""
     hit = _TRANSPOSES.get(id(a))
     if hit is not None and hit[0]() is a:
         return hit[1]
@@ -362,11 +594,16 @@ def _csr_transpose(a: Tensor) -> Tensor:
     n_rows, n_cols = a.shape
     row = torch.repeat_interleave(torch.arange(n_rows, device=crow.device), crow.diff())
     order = torch.argsort(col * n_rows + row)
-    at = _csr_from_sorted(col[order], row[order], val[order], n_cols, n_rows)
+    at = _csr(col[order], row[order], val[order], n_cols, n_rows)
     for key in [k for k, (ref, _) in _TRANSPOSES.items() if ref() is None]:
         del _TRANSPOSES[key]
     _TRANSPOSES[id(a)] = (weakref.ref(a), at)
     return at
+
+
+def _gather_scatter(row: Tensor, col: Tensor, val: Tensor, x: Tensor, n: int) -> Tensor:
+    """``A @ x`` with plain differentiable operations (any order of autograd, ``torch.func``)."""
+    return x.new_zeros(n, x.size(-1)).index_add(0, row, val.unsqueeze(-1) * x[col])
 
 
 class _CSRMatMul(torch.autograd.Function):
@@ -374,95 +611,117 @@ class _CSRMatMul(torch.autograd.Function):
 
     PyTorch's own backward of ``torch.sparse.mm(A, x, "sum")`` re-sorts ``A^T`` at every call
     (``aten::sort`` + index conversion: about half the cost of the backward product at METR-LA
-    size); the operators here are cached, so their transposes are too.
+    size).  The backward is itself a differentiable product, so double backward is exact.
     """
 
     @staticmethod
-    def forward(ctx: Any, a: Tensor, x: Tensor) -> Tensor:
-        ctx.a = a
+    def forward(a: Tensor, x: Tensor) -> Tensor:
         return _csr_mm(a, x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+        ctx.a = inputs[0]
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         if not ctx.needs_input_grad[1]:
             return None, None
-        return None, _csr_mm(_csr_transpose(ctx.a), grad.contiguous())
-
-
-def _csr_from_sorted(row: Tensor, col: Tensor, val: Tensor, n_rows: int, n_cols: int) -> Tensor:
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=row.device)
-    crow[1:] = torch.cumsum(torch.bincount(row, minlength=n_rows), 0)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-        return torch.sparse_csr_tensor(crow, col, val, (n_rows, n_cols), check_invariants=False)
+        at = _csr_transpose(ctx.a)
+        if torch.is_grad_enabled():  # create_graph: stay on the differentiable path
+            return None, _CSRMatMul.apply(at, grad.contiguous())
+        return None, _csr_mm(at, grad.contiguous())
 
 
 class _SpMMWithValueGrad(torch.autograd.Function):
-    """``A @ x`` differentiable w.r.t. the values of ``A`` (coalesced COO ``row, col, val``).
+    """``A @ x`` differentiable w.r.t. the values of ``A`` (row-major sorted ``row, col, val``).
 
     ``torch.sparse.mm``'s own gradient for a sparse ``A`` forms the dense ``[N, N]`` product
     ``grad @ x^T`` and masks it (``O(N^2 F)``: 17 s of a 21 s Graph WaveNet step at 10,000 nodes
-    with a top-k adaptive adjacency); here it is the per-edge dot product (``O(E F)``).
+    with a top-k adaptive adjacency); here it is the per-edge dot product (``O(E F)``).  Under
+    ``create_graph`` the backward is computed with plain differentiable operations (exact double
+    backward); the fast kernels serve first-order gradients only.
     """
 
     @staticmethod
-    def forward(ctx: Any, row: Tensor, col: Tensor, val: Tensor, x: Tensor, n: int) -> Tensor:
+    def forward(row: Tensor, col: Tensor, val: Tensor, csr: Tensor, x: Tensor) -> Tensor:
+        return _csr_mm(csr, x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        row, col, val, csr, x = inputs
         ctx.save_for_backward(row, col, val, x)
-        ctx.n = n
-        return _csr_mm(_csr_from_sorted(row, col, val, n, x.size(0)), x)
+        ctx.csr = csr
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         row, col, val, x = ctx.saved_tensors
+        n = ctx.csr.size(0)
         grad = grad.contiguous()
         grad_val = grad_x = None
+        if torch.is_grad_enabled():  # create_graph: differentiable formulas
+            if ctx.needs_input_grad[2]:
+                grad_val = (grad[row] * x[col]).sum(-1)
+            if ctx.needs_input_grad[4]:
+                grad_x = _gather_scatter(col, row, val, grad, x.size(0))
+            return None, None, grad_val, None, grad_x
         if ctx.needs_input_grad[2]:
             # grad_val[e] = <grad[row_e], x[col_e]>: a sampled dense-dense product (SDDMM) on
             # A's pattern; 28x faster than gathering the rows (10,000 nodes, k = 16, F = 768)
-            pattern = _csr_from_sorted(row, col, torch.zeros_like(val), ctx.n, x.size(0))
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+            pattern = _csr(row, col, torch.zeros_like(val), n, x.size(0))
+            with quiet_sparse_warnings():
                 grad_val = torch.sparse.sampled_addmm(pattern, grad, x.t(), beta=0.0).values()
-        if ctx.needs_input_grad[3]:
-            order = torch.argsort(col * ctx.n + row)
-            at = _csr_from_sorted(col[order], row[order], val[order], x.size(0), ctx.n)
-            grad_x = _csr_mm(at, grad)
-        return None, None, grad_val, grad_x, None
+        if ctx.needs_input_grad[4]:
+            grad_x = _csr_mm(_csr_transpose(ctx.csr), grad)
+        return None, None, grad_val, None, grad_x
 
 
-def propagate(operator: Tensor, x: Tensor) -> Tensor:
+def _plain_ops_only() -> bool:
+    """Inside ``torch.func`` transforms or ``torch.compile``: no custom Functions, no sparse kernels."""
+    return bool(torch._C._are_functorch_transforms_active()) or torch.compiler.is_compiling()
+
+
+def propagate(operator: Operator | Tensor, x: Tensor) -> Tensor:
     """``operator @ x`` for node-leading ``x [N, ...]`` (any trailing shape).
 
-    CSR operators use PyTorch's native CSR kernel on CPU (``torch.sparse.mm(A, x, "sum")``), a
-    sparse operator whose values require grad (learned edge weights, a top-k adaptive
-    adjacency) a custom ``O(E F)`` backward, dense ones ``torch.mm``; the trailing dimensions are
-    flattened into one ``[N, F]`` view (a copy only if ``x`` is not contiguous).
+    An :class:`Operator` uses PyTorch's native CSR kernel (with the custom backwards described in
+    the module docstring), a dense ``[N, N]`` tensor ``torch.mm``, a ``torch.sparse`` tensor is
+    converted to an :class:`Operator`.  Inside ``torch.func`` transforms and ``torch.compile`` the
+    product is a plain gather + ``index_add``.  ``x`` is cast to the operator's dtype where they
+    differ (e.g. a bfloat16 state under ``torch.autocast`` with a float32 operator).  The trailing
+    dimensions are flattened into one ``[N, F]`` view (a copy only if ``x`` is not contiguous).
 
     Example:
         >>> op = make_operator("random_walk", torch.tensor([[0], [1]]), None, 2)
         >>> propagate(op, torch.tensor([[1.0, 2.0], [3.0, 4.0]])).tolist()
         [[0.0, 0.0], [1.0, 2.0]]
     """
+    if isinstance(operator, Tensor) and operator.layout != torch.strided:
+        operator = _sparse_to_operator(operator, transpose=False)
     shape = x.shape
     x2 = x.reshape(shape[0], -1)
-    if operator.layout == torch.strided:
+    if isinstance(operator, Tensor):
+        n = operator.size(0)
+        if x2.dtype != operator.dtype and not torch.is_autocast_enabled(x2.device.type):
+            x2 = x2.to(operator.dtype)
         out = torch.mm(operator, x2)
-    elif operator.layout == torch.sparse_csr and not operator.requires_grad:
-        if x2.requires_grad and torch.is_grad_enabled() and operator.device.type == "cpu":
-            out = _CSRMatMul.apply(operator, x2)
-        else:
-            out = _csr_mm(operator, x2)
     else:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-            coo = operator.to_sparse_coo() if operator.layout != torch.sparse_coo else operator
-            coo = coo.coalesce()
-            idx = coo.indices()
-            out = _SpMMWithValueGrad.apply(idx[0], idx[1], coo.values(), x2, operator.size(0))
-    return out.view(operator.size(0), *shape[1:])
+        n = operator.num_nodes
+        if x2.dtype != operator.dtype:
+            x2 = x2.to(operator.dtype)
+        if operator.csr is None or _plain_ops_only():
+            out = _gather_scatter(operator.row, operator.col, operator.val, x2, n)
+        elif operator.val.requires_grad and torch.is_grad_enabled():
+            out = _SpMMWithValueGrad.apply(operator.row, operator.col, operator.val, operator.csr, x2)
+        elif x2.requires_grad and torch.is_grad_enabled() and operator.device.type == "cpu":
+            out = _CSRMatMul.apply(operator.csr, x2)
+        else:
+            out = _csr_mm(operator.csr, x2)
+    return out.view(n, *shape[1:])
 
 
-def diffusion_series(x: Tensor, operators: Sequence[Tensor], order: int, mode: DiffusionMode) -> list[Tensor]:
+def diffusion_series(
+    x: Tensor, operators: Sequence[Operator | Tensor], order: int, mode: DiffusionMode
+) -> list[Tensor]:
     """Diffusion terms ``[x, (terms of operator 1), (terms of operator 2), ...]``.
 
     ``x`` is node-leading ``[N, ...]``; each operator contributes ``order`` terms:
@@ -546,18 +805,57 @@ def _basis_plan(num_ops: int, order: int, mode: str) -> _Plan:
     return tuple(tuple(v) for v in starts), tuple(tuple(t) for t in terms)
 
 
-def diffusion_coefficients(num_operators: int, order: int, mode: DiffusionMode) -> Tensor:
-    """The change of basis ``coeff [M, M]`` (float64) of :func:`diffusion_basis`, without data.
+def diffusion_coefficients(
+    num_operators: int,
+    order: int,
+    mode: DiffusionMode,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The change of basis ``coeff [M, M]`` of :func:`diffusion_basis`, without data.
+
+    Cached per ``(num_operators, order, mode, dtype, device)``, so a layer on a GPU does not copy
+    it from the host at every call; the returned tensor is shared: do not modify it in place.
 
     Example:
         >>> diffusion_coefficients(1, 2, "chebyshev").tolist()  # [x, Sx, 2 S^2 x - x]
         [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 2.0]]
     """
-    return torch.tensor(_basis_plan(num_operators, order, mode)[1], dtype=torch.float64)
+    return _coefficients(num_operators, order, mode, dtype, torch.device(device or "cpu"), True)
+
+
+@functools.lru_cache(maxsize=256)
+def _coefficients(n_ops: int, order: int, mode: str, dtype: torch.dtype, device: torch.device, fold: bool) -> Tensor:
+    if fold:
+        return torch.tensor(_basis_plan(n_ops, order, mode)[1], dtype=torch.float64).to(dtype=dtype, device=device)
+    return torch.eye(1 + n_ops * order, dtype=dtype, device=device)
+
+
+def feature_coefficients(
+    num_operators: int, order: int, mode: DiffusionMode, *, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """``coeff [M, M]`` for :func:`diffusion_features`: term ``m = sum_j coeff[m, j] feature_j``.
+
+    :func:`diffusion_coefficients` where the order is folded (``order <= MAX_FOLDED_ORDER``), the
+    identity otherwise (cached per device, like :func:`diffusion_coefficients`).
+    """
+    return _coefficients(num_operators, order, mode, dtype, torch.device(device), order <= MAX_FOLDED_ORDER)
+
+
+def diffusion_features(
+    x: Tensor, operators: Sequence[Operator | Tensor], order: int, mode: DiffusionMode
+) -> list[Tensor]:
+    """What a layer projects: the plain products of :func:`diffusion_basis` up to
+    :data:`MAX_FOLDED_ORDER` (recursion folded into the weight with :func:`feature_coefficients`),
+    the recursion's terms (:func:`diffusion_series`) above it, where folding is ill-conditioned."""
+    if order <= MAX_FOLDED_ORDER:
+        return diffusion_basis(x, operators, order, mode)[0]
+    return diffusion_series(x, operators, order, mode)
 
 
 def diffusion_basis(
-    x: Tensor, operators: Sequence[Tensor], order: int, mode: DiffusionMode
+    x: Tensor, operators: Sequence[Operator | Tensor], order: int, mode: DiffusionMode
 ) -> tuple[list[Tensor], Tensor]:
     """Plain sparse products spanning :func:`diffusion_series`, and the change of basis.
 
@@ -567,7 +865,9 @@ def diffusion_basis(
     :func:`diffusion_series` is ``sum_j coeff[m, j] * basis[j]``.  A layer that projects the
     terms with weights ``W_m`` can instead project the basis with ``W'_j = sum_m coeff[m, j]
     W_m``: the same numbers (up to rounding) without the ``2 S x_{k-1} - x_{k-2}`` element-wise
-    passes, forward and backward.
+    passes, forward and backward.  Folding is ill-conditioned for large orders (see the module
+    docstring); layers use :func:`diffusion_features`, which folds only up to
+    :data:`MAX_FOLDED_ORDER`.
     """
     starts, _ = _basis_plan(len(operators), order, mode)
     basis = [x]
@@ -587,146 +887,119 @@ def diffusion_basis(
 
 
 # -------------------------------------------------------------------------------- cache
-@dataclass(eq=False)
-class _GraphRecord:
-    graph_ref: Any  # weakref to the edge_index (or dense adjacency) tensor
-    graph_version: int
-    weight_ref: Any
-    weight_version: int
-    graph_copy: Tensor
-    weight_copy: Tensor | None
-    edge_index: Tensor
-    edge_weight: Tensor | None
-    ops: dict[tuple[Any, ...], Tensor] = field(default_factory=dict)
+class OperatorCache:
+    """Operators of a graph that is expected to stay the same (a layer's ``cached=True``).
+
+    An entry is served only for a graph equal to the one it was built from: the cache keeps a
+    private copy of the graph inputs (``edge_index`` / adjacency, ``edge_weight``, ``batch``) and
+    compares them with ``torch.equal`` at every call (``O(E)``, a device synchronisation on a
+    GPU), so a graph changed in place, through ``.data`` or through a NumPy array sharing its
+    memory is rebuilt, never served stale.  Inside ``torch.compile`` the comparison is skipped
+    (it would break the graph): there ``cached=True`` is PyG's promise of a static graph.  A graph
+    that requires grad bypasses the cache.  Entries are per operator kind, ``lambda_max``, node
+    count, dtype and device; the last graph seen is kept per entry.
+
+    Example:
+        >>> cache = OperatorCache()
+        >>> ei = torch.tensor([[0, 1], [1, 0]])
+        >>> get_operator("random_walk", ei, cache=cache) is get_operator("random_walk", ei, cache=cache)
+        True
+    """
+
+    def __init__(self) -> None:
+        self._ops: dict[tuple[Any, ...], tuple[tuple[Tensor | None, ...], Operator]] = {}
+
+    def clear(self) -> None:
+        """Forget every operator."""
+        self._ops.clear()
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> OperatorCache:
+        return OperatorCache()  # a copied layer builds its own operators
+
+    def get(self, key: tuple[Any, ...], graph: tuple[Tensor | None, ...]) -> Operator | None:
+        """The operator stored under ``key`` if it was built from ``graph`` (see the class docstring)."""
+        hit = self._ops.get(key)
+        if hit is None:
+            return None
+        if torch.compiler.is_compiling():
+            return hit[1]
+        return hit[1] if _same_graph(hit[0], graph) else None
+
+    def put(self, key: tuple[Any, ...], graph: tuple[Tensor | None, ...], op: Operator) -> None:
+        """Store ``op`` with a private copy of ``graph``."""
+        self._ops[key] = (tuple(None if t is None else t.detach().clone() for t in graph), op)
 
 
-_MAX_GRAPHS = 8
-_RECORDS: list[_GraphRecord] = []
+def _same_graph(a: tuple[Tensor | None, ...], b: tuple[Tensor | None, ...]) -> bool:
+    for x, y in zip(a, b, strict=True):
+        if x is None or y is None:
+            if x is not y:
+                return False
+        elif x.shape != y.shape or x.dtype != y.dtype or x.device != y.device or not torch.equal(x, y):
+            return False
+    return True
 
 
-def clear_operator_cache() -> None:
-    """Forget every cached operator."""
-    _RECORDS.clear()
+def _graph_content(edge_index: Any, edge_weight: Tensor | None, batch: Tensor | None) -> tuple[Tensor | None, ...]:
+    """The tensors that define a graph input, for :class:`OperatorCache`'s comparison."""
+    if _is_sparse_tensor(edge_index):
+        row, col, val = edge_index.coo()
+        return row, col, val, batch
+    if edge_index.layout != torch.strided:
+        with quiet_sparse_warnings():
+            coo = (edge_index if edge_index.layout == torch.sparse_coo else edge_index.to_sparse_coo()).coalesce()
+        return coo.indices(), coo.values(), batch
+    return edge_index, edge_weight, batch
 
 
-def _ref(t: Tensor | None) -> Any:
-    return None if t is None else weakref.ref(t)
-
-
-def _version(t: Tensor | None) -> int:
-    """In-place version counter; ``-1`` where none is tracked (inference tensors, ``None``)."""
-    if t is None:
-        return 0
-    try:
-        return int(t._version)
-    except RuntimeError:
-        return -1
-
-
-def _is_dense_adjacency(graph: Tensor) -> bool:
-    return graph.is_floating_point() and graph.dim() == 2 and graph.size(0) == graph.size(1)
-
-
-def _lookup(graph: Tensor, weight: Tensor | None) -> _GraphRecord:
-    for i, rec in enumerate(_RECORDS):
-        if (
-            rec.graph_ref() is graph
-            and rec.graph_version == _version(graph) != -1
-            and (rec.weight_ref() if rec.weight_ref is not None else None) is weight
-            and rec.weight_version == _version(weight) != -1
-        ):
-            _RECORDS.insert(0, _RECORDS.pop(i))
-            return rec
-    for i, rec in enumerate(_RECORDS):
-        same_weight = (weight is None and rec.weight_copy is None) or (
-            weight is not None
-            and rec.weight_copy is not None
-            and rec.weight_copy.shape == weight.shape
-            and rec.weight_copy.dtype == weight.dtype
-            and rec.weight_copy.device == weight.device
-            and torch.equal(rec.weight_copy, weight)
+def _check_not_tracing() -> None:
+    if torch.jit.is_tracing():
+        raise RuntimeError(
+            "torch.jit.trace would record this graph's normalised operator as a constant and replay it "
+            "for any other graph; use torch.compile (which re-checks its inputs) or run the layer eagerly"
         )
-        if (
-            same_weight
-            and rec.graph_copy.shape == graph.shape
-            and rec.graph_copy.dtype == graph.dtype
-            and rec.graph_copy.device == graph.device
-            and torch.equal(rec.graph_copy, graph)
-        ):
-            rec.graph_ref, rec.graph_version = weakref.ref(graph), _version(graph)
-            rec.weight_ref = _ref(weight)
-            rec.weight_version = _version(weight)
-            _RECORDS.insert(0, _RECORDS.pop(i))
-            return rec
-    ew: Tensor | None
-    if _is_dense_adjacency(graph):
-        ei, ew = to_edge_index(graph.detach())
-    else:
-        ei, ew = graph.detach(), None if weight is None else weight.detach()
-    rec = _GraphRecord(
-        graph_ref=weakref.ref(graph),
-        graph_version=_version(graph),
-        weight_ref=_ref(weight),
-        weight_version=_version(weight),
-        graph_copy=graph.detach().clone(),
-        weight_copy=None if weight is None else weight.detach().clone(),
-        edge_index=ei,
-        edge_weight=ew,
-    )
-    _RECORDS.insert(0, rec)
-    del _RECORDS[_MAX_GRAPHS:]
-    return rec
 
 
 def get_operator(
     kind: OperatorKind,
-    edge_index: Tensor,
+    edge_index: Any,
     edge_weight: Tensor | None = None,
     num_nodes: int | None = None,
     *,
     lambda_max: float | None = None,
+    batch: Tensor | None = None,
     dtype: torch.dtype | None = None,
-) -> Tensor:
-    """Cached :func:`make_operator` (CSR), the entry point every layer uses.
+    cache: OperatorCache | None = None,
+) -> Operator:
+    """:func:`make_operator`, reused from ``cache`` when one is given: the entry point of every layer.
 
     Args:
         kind: Operator kind (see the module docstring).
-        edge_index: ``[2, E]`` (row 0 = source) or a dense float ``[N, N]`` adjacency.
-        edge_weight: ``[E]`` / ``[E, 1]`` or ``None``; ignored for a dense adjacency.
-        num_nodes: ``N``; inferred from a dense adjacency or ``max(edge_index) + 1``.
-        lambda_max: Scaled Laplacian only (``None``: computed).
-        dtype: Values dtype (default: ``edge_weight``'s floating dtype or the default dtype).
+        edge_index: ``[2, E]`` (row 0 = source) or an adjacency (see :func:`graph_to_coo`).
+        edge_weight: ``[E]`` / ``[E, 1]`` or ``None``.
+        num_nodes: ``N`` (inferred when ``None``).
+        lambda_max: Scaled Laplacian only (``None``: computed per graph of ``batch``).
+        batch: ``[N]`` graph id per node, or ``None`` (one graph).
+        dtype: Values dtype (default: the weights' floating dtype or the default dtype).
+        cache: An :class:`OperatorCache` (reuses the operator while the graph is unchanged);
+            ``None`` builds the operator now.
 
-    Example:
-        >>> ei = torch.tensor([[0, 1, 2], [1, 2, 0]])
-        >>> get_operator("random_walk", ei, num_nodes=3) is get_operator("random_walk", ei, num_nodes=3)
-        True
+    Raises:
+        RuntimeError: Under ``torch.jit.trace`` (the graph would be baked into the trace).
     """
-    dense = _is_dense_adjacency(edge_index)
-    if dense:
-        n = edge_index.size(0)
-        if num_nodes is not None and num_nodes != n:
-            raise ValueError(f"dense adjacency is {n}x{n} but the input has {num_nodes} nodes")
-        edge_weight = None
-    else:
-        n = int(edge_index.max()) + 1 if num_nodes is None else num_nodes
-        if edge_weight is not None and edge_weight.dim() == 2 and edge_weight.size(1) == 1:
-            edge_weight = edge_weight.view(-1)  # PyG edge_attr [E, 1]
-        # full validation (O(E), a device sync) runs in make_operator, i.e. once per graph
-    if dtype is None:
-        if edge_weight is not None and edge_weight.is_floating_point():
-            dtype = edge_weight.dtype
-        elif dense:
-            dtype = edge_index.dtype
-        else:
-            dtype = torch.get_default_dtype()
-    if edge_weight is not None and edge_weight.requires_grad and torch.is_grad_enabled():
-        return make_operator(kind, edge_index, edge_weight, n, lambda_max=lambda_max, dtype=dtype, layout="coo")
-    rec = _lookup(edge_index, edge_weight)
-    key = (kind, lambda_max, n, dtype)
-    op = rec.ops.get(key)
+    _check_not_tracing()
+    if cache is None or _requires_grad(edge_index, edge_weight):
+        return make_operator(
+            kind, edge_index, edge_weight, num_nodes, lambda_max=lambda_max, batch=batch, dtype=dtype
+        )
+    device = edge_index.device() if _is_sparse_tensor(edge_index) else edge_index.device
+    key = (kind, lambda_max, num_nodes, dtype, device)
+    graph = _graph_content(edge_index, edge_weight, batch)
+    op = cache.get(key, graph)
     if op is None:
-        with torch.no_grad():
-            op = make_operator(kind, rec.edge_index, rec.edge_weight, n, lambda_max=lambda_max, dtype=dtype)
-        rec.ops[key] = op
+        op = make_operator(kind, edge_index, edge_weight, num_nodes, lambda_max=lambda_max, batch=batch, dtype=dtype)
+        cache.put(key, graph, op)
     return op

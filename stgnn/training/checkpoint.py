@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_text", "environment", "load_checkpoint", "save_checkpoint", "write_json"]
+__all__ = ["atomic_write_text", "environment", "git_state", "load_checkpoint", "save_checkpoint", "write_json"]
 
 
 def _umask() -> int:
@@ -70,19 +70,33 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return state
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+def git_state(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The commit checked out at ``path`` (default: this package's folder) and whether the tree is dirty.
+
+    Returns:
+        ``{"git_commit": sha or None, "git_dirty": bool or None}``; ``None`` where ``path`` is
+        not inside a git work tree or git is not installed (e.g. a wheel install).  Dirty means
+        ``git status --porcelain`` lists anything: modified, staged or untracked (not ignored)
+        files, so the commit alone does not describe the code that ran.
+    """
+    cwd = Path(path) if path is not None else Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=cwd)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"git_commit": None, "git_dirty": None}
+    status = git("status", "--porcelain")
+    return {"git_commit": commit.strip() or None, "git_dirty": None if status is None else bool(status.strip())}
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    """Package versions, device, threads and git commit, for ``environment.json``."""
+    """Package versions, device, threads, git commit and dirty flag, for ``environment.json``."""
     versions: dict[str, str | None] = {}
     for pkg in ("stgnn", "torch", "torch-geometric", "numpy", "scipy", "pandas", "networkx", "tables"):
         try:
@@ -95,7 +109,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "packages": versions,
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
-        "git_commit": _git_commit(),
+        **git_state(),
         "malloc_env": {k: os.environ[k] for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ},
     }
     if device.type == "cuda":

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,6 @@ from stgnn.data.readers import load_dataset
 from stgnn.data.windows import StandardScaler, WindowData
 from stgnn.metrics import MaskedMetrics, masked_mae_loss
 from stgnn.models import Batch, Forecaster, ModelSpec, build_model
-from stgnn.models.dcrnn import DCRNN
 from stgnn.training.checkpoint import (
     atomic_write_text,
     environment,
@@ -38,12 +39,18 @@ from stgnn.training.checkpoint import (
     write_json,
 )
 from stgnn.training.config import RunConfig, to_toml
+from stgnn.training.fingerprint import align_sensors, data_files, data_fingerprint, fingerprint_changes
+from stgnn.training.runlock import RunLock
+from stgnn.training.schedules import TEACHER_FORCING, curriculum_level
 
 __all__ = [
     "OPTIMIZERS",
-    "TEACHER_FORCING",
+    "RESUMABLE_KEYS",
     "Experiment",
+    "NonFiniteLossError",
+    "RunFolderError",
     "Trainer",
+    "experiment_from_checkpoint",
     "load_data",
     "select_device",
 ]
@@ -67,10 +74,21 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
 }
 
-TEACHER_FORCING: dict[str, Callable[[int, float], float]] = {
-    "none": lambda step, tau: 0.0,
-    "inverse_sigmoid": DCRNN.teacher_forcing_ratio,  # scheduled sampling of DCRNN
-}
+RESUMABLE_KEYS = ("train.epochs", "train.patience", "train.device", "train.num_threads")
+"""Config keys that ``--resume`` may change: they do not alter the training done so far.
+
+``train.epochs`` may grow (not below the epochs already run, and not with the ``cosine``
+schedule, whose period is the epoch count); ``train.patience`` may change when the new value
+would not have stopped the run earlier (0 disables early stopping); device and threads are free.
+"""
+
+
+class RunFolderError(ValueError):
+    """The run folder cannot take this run (it holds another run, or resuming it would mix two runs)."""
+
+
+class NonFiniteLossError(ValueError):
+    """Training produced a NaN or infinite loss, gradient or validation error and was stopped."""
 
 
 def load_data(cfg: RunConfig, root: str | os.PathLike[str] | None = None) -> TrafficDataset:
@@ -96,6 +114,7 @@ class Experiment:
     device: torch.device
     edge_index: Tensor
     edge_weight: Tensor
+    files: list[Path] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -106,7 +125,14 @@ class Experiment:
         dataset: TrafficDataset | None = None,
         scaler: StandardScaler | None = None,
     ) -> Experiment:
-        """Load data, window it, fit the scaler on train, and build the model."""
+        """Load data, window it, fit the scaler on train, and build the model.
+
+        Args:
+            cfg: The run config.
+            root: Data root for registry datasets.
+            dataset: Already loaded data (default: :func:`load_data`).
+            scaler: A fitted scaler to reuse (default: fit on the training windows).
+        """
         ds = dataset if dataset is not None else load_data(cfg, root)
         dc = cfg.data
         data = WindowData(
@@ -133,7 +159,12 @@ class Experiment:
         return cls(
             cfg, ds, data, spec, model, device,
             ds.graph.edge_index.to(device), ds.graph.edge_weight.to(device),
+            data_files(cfg.dataset, cfg.custom, root),
         )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The data fingerprint a checkpoint records (see :mod:`stgnn.training.fingerprint`)."""
+        return data_fingerprint(self.dataset, self.data, self.files)
 
     def predict(self, batch: Batch) -> Tensor:
         """Forecasts in raw units ``[B, H, N, F_out]`` (on the CPU) for ``batch``."""
@@ -173,7 +204,21 @@ class Trainer:
 
     Files written: ``config.toml`` (resolved), ``environment.json``, ``log.csv`` (one
     row per epoch), ``checkpoint.pt`` (atomic, every epoch), ``metrics.json`` (test
-    metrics of the best-validation weights) and TensorBoard events when installed.
+    metrics of the best-validation weights), TensorBoard events when installed, and
+    ``.lock`` (the pid of the process writing the folder).
+
+    A run folder describes exactly one run.  :meth:`fit` therefore checks before it
+    writes anything: a trainable model needs validation windows (they choose the best
+    weights and drive early stopping; without them the run is refused rather than
+    reporting untrained weights), the folder is locked against a second process, a folder
+    that holds a checkpoint is only continued with ``resume=True``, and a resumed run must
+    have the stored config and data except for :data:`RESUMABLE_KEYS`.  Only then are
+    ``config.toml`` and ``environment.json`` written.
+
+    A NaN or infinite training loss, gradient norm or validation MAE stops training with a
+    :class:`NonFiniteLossError` naming the epoch and batch; ``checkpoint.pt`` then still
+    holds the last epoch whose weights were finite (it is written only after an epoch
+    passed these checks).
 
     Args:
         exp: The experiment.
@@ -193,7 +238,6 @@ class Trainer:
         self.exp = exp
         self.cfg = exp.config
         self.output = Path(output)
-        self.output.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         self.log = log
         tc = self.cfg.train
@@ -203,10 +247,10 @@ class Trainer:
             raise ValueError(f"train.teacher_forcing {tc.teacher_forcing!r}; known: {', '.join(TEACHER_FORCING)}")
         if tc.optimizer not in OPTIMIZERS:
             raise ValueError(f"train.optimizer {tc.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        params = [p for p in exp.model.parameters() if p.requires_grad]
+        self.params = [p for p in exp.model.parameters() if p.requires_grad]
         self.optimizer = (
-            OPTIMIZERS[tc.optimizer](params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
-            if exp.model.trainable and params else None
+            OPTIMIZERS[tc.optimizer](self.params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
+            if exp.model.trainable and self.params else None
         )
         self.scheduler = self._make_scheduler()
         self.epoch = 0
@@ -216,6 +260,7 @@ class Trainer:
         self.bad_epochs = 0
         self.best_state: dict[str, Tensor] = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
         self.history: list[dict[str, float]] = []
+        self.fingerprint: dict[str, Any] | None = None
         self._tb: Any = None
 
     def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
@@ -237,11 +282,12 @@ class Trainer:
         return self.output / CHECKPOINT
 
     def state(self, finished: bool = False) -> dict[str, Any]:
-        """Everything needed to resume or evaluate."""
+        """Everything needed to resume or evaluate, including the data fingerprint."""
         return {
-            "format": 1,
+            "format": 2,
             "config": self.cfg.to_dict(),
             "spec": vars(self.exp.spec).copy(),
+            "data": self.fingerprint,
             "scaler": self.exp.data.scaler.state_dict(),
             "model": self.exp.model.state_dict(),
             "best_model": self.best_state,
@@ -256,17 +302,83 @@ class Trainer:
             "finished": finished,
         }
 
-    def resume(self) -> bool:
-        """Restore from ``checkpoint.pt`` if present; True when something was restored."""
+    def _check_validation_windows(self) -> None:
+        exp = self.exp
+        if not exp.model.trainable or exp.data.num_windows("val") > 0:
+            return
+        split = list(self.cfg.data.split or exp.dataset.split)
+        counts = "/".join(str(exp.data.num_windows(k)) for k in ("train", "val", "test"))
+        raise ValueError(
+            f"{exp.dataset.source}: split {split} gives {counts} train/val/test windows of "
+            f"{exp.spec.input_len} + {exp.spec.horizon} steps out of {exp.dataset.num_steps} steps: no "
+            f"validation windows, but {self.cfg.model} is trained and needs them to choose its best "
+            "weights and to stop early; give data.split a validation fraction (e.g. [0.7, 0.1, 0.2]) "
+            "or use a longer series"
+        )
+
+    def _claim_folder(self, resume: bool, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+        """The checkpoint state to continue from (``None``: a new run), or an error; writes nothing."""
         if not self.checkpoint_path.is_file():
-            return False
+            if resume:
+                self.log(f"{self.output}: no checkpoint to resume from; starting a new run there")
+            return None
         state = load_checkpoint(self.checkpoint_path, map_location=self.exp.device)
-        saved = RunConfig.from_dict(state["config"]).to_dict()
-        if saved != self.cfg.to_dict():
-            raise ValueError(
-                f"{self.checkpoint_path}: was written by a different config; use another --output "
-                "or drop --resume"
+        if not resume:
+            raise RunFolderError(
+                f"{self.output} already holds a run (checkpoint after epoch {state.get('epoch')}): pass "
+                "--resume to continue it, or give another --output for a new run"
             )
+        problems = self._resume_conflicts(state, fingerprint)
+        if problems:
+            listed = "".join(f"\n  {p}" for p in problems)
+            raise RunFolderError(
+                f"{self.checkpoint_path}: cannot continue this run with the given settings; they differ "
+                f"from the run's own in what it was trained with:{listed}\n"
+                f"To continue the run, resume it with its own settings: stgnn train --config "
+                f"{self.output / 'config.toml'} --output {self.output} --resume. To train with the new "
+                f"settings, start a new run in another --output. Only {', '.join(RESUMABLE_KEYS)} may "
+                "change on resume (see stgnn.training.trainer.RESUMABLE_KEYS)."
+            )
+        return state
+
+    def _resume_conflicts(self, state: dict[str, Any], fingerprint: dict[str, Any]) -> list[str]:
+        saved = RunConfig.from_dict(state["config"], source=str(self.checkpoint_path)).to_dict()
+        problems = []
+        for key, old, new in _differences(saved, self.cfg.to_dict()):
+            reason = self._refuse_change(key, new, state)
+            if reason is not None:
+                problems.append(f"{key}: {old!r} in the run, {new!r} now ({reason})")
+        stored = state.get("data")
+        if stored is None:
+            self.log(f"{self.checkpoint_path}: written before data fingerprints; the data cannot be checked")
+            return problems
+        if stored["sensor_ids"] != fingerprint["sensor_ids"]:
+            pairs = zip(stored["sensor_ids"], fingerprint["sensor_ids"], strict=False)
+            at = next((i for i, (a, b) in enumerate(pairs) if a != b),
+                      min(len(stored["sensor_ids"]), len(fingerprint["sensor_ids"])))
+            problems.append(f"data: sensors differ from position {at} on ({len(stored['sensor_ids'])} "
+                            f"sensors in the run, {len(fingerprint['sensor_ids'])} now)")
+        problems += [f"data: {change}" for change in fingerprint_changes(stored, fingerprint)]
+        return problems
+
+    def _refuse_change(self, key: str, new: Any, state: dict[str, Any]) -> str | None:
+        """Why ``key`` may not change to ``new`` on resume, or ``None`` when it may."""
+        if key in ("train.device", "train.num_threads"):
+            return None
+        if key == "train.epochs":
+            if self.cfg.train.lr_schedule == "cosine":
+                return "the cosine LR schedule's period is the epoch count"
+            if new < state["epoch"]:
+                return f"the run has already done {state['epoch']} epochs"
+            return None
+        if key == "train.patience":
+            longest = _longest_wait(state["history"])
+            if new == 0 or new > longest:
+                return None
+            return f"patience {new} would have stopped the run earlier ({longest} epochs without improvement)"
+        return "changes the training done so far"
+
+    def _restore(self, state: dict[str, Any]) -> None:
         self.exp.model.load_state_dict(state["model"])
         if self.optimizer is not None and state["optimizer"] is not None:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -276,50 +388,75 @@ class Trainer:
         for key in ("epoch", "global_step", "best_val", "best_epoch", "bad_epochs", "history"):
             setattr(self, key, state[key])
         self.log(f"resumed from {self.checkpoint_path} after epoch {self.epoch}")
-        return True
 
     # ----------------------------------------------------------------- training
+    def on_step(self, epoch: int, step: int) -> None:
+        """Called after every optimizer update with the epoch and the new global step; does nothing.
+
+        An extension point for subclasses (custom logging, or a test that stops the
+        process at an exact step).
+        """
+
     def _seed_epoch(self, epoch: int) -> torch.Generator:
         seed = self.cfg.train.seed * 1_000_003 + epoch
         torch.manual_seed(seed)
         return torch.Generator().manual_seed(seed)
 
+    def _non_finite(self, epoch: int, batch: int | None, what: str) -> NonFiniteLossError:
+        where = f"epoch {epoch}" + (f", batch {batch} (global step {self.global_step + 1})" if batch else "")
+        kept = (f"{self.checkpoint_path} keeps the weights after epoch {self.epoch}, the last finite ones"
+                if self.epoch else "no checkpoint was written")
+        return NonFiniteLossError(
+            f"{where}: {what}; training stopped and {kept}. Usual causes: readings too large for "
+            f"float32 arithmetic, or a learning rate too high for this data (train.lr = {self.cfg.train.lr}); "
+            "check the data, lower train.lr or set train.clip_grad_norm"
+        )
+
+    def _batches(self, epoch: int) -> tuple[Iterator[Batch], int]:
+        tc = self.cfg.train
+        gen = self._seed_epoch(epoch)
+        total = -(-self.exp.data.num_windows("train") // tc.batch_size)
+        if tc.max_batches:
+            total = min(total, tc.max_batches)
+        batches = self.exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen)
+        return (b for _, b in zip(range(total), batches, strict=False)), total
+
     def _train_epoch(self, epoch: int) -> float:
         exp, tc = self.exp, self.cfg.train
         assert self.optimizer is not None
         exp.model.train()
-        gen = self._seed_epoch(epoch)
-        n = exp.data.num_windows("train")
-        total = -(-n // tc.batch_size)
-        if tc.max_batches:
-            total = min(total, tc.max_batches)
+        batches, total = self._batches(epoch)
         schedule = TEACHER_FORCING[tc.teacher_forcing]
         autocast = _autocast(exp.device, tc.amp)
         loss_sum, count = 0.0, 0
         bar = tqdm(total=total, desc=f"epoch {epoch}", leave=False, disable=not self.progress, file=sys.stderr)
-        for i, batch in enumerate(exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen)):
-            if i >= total:
-                break
+        for i, batch in enumerate(batches, start=1):
             batch = batch.to(exp.device)
             tf = schedule(self.global_step, tc.teacher_forcing_tau)
             with autocast:
                 pred = exp.model.forecast(batch, exp.edge_index, exp.edge_weight, teacher_forcing=tf)
             pred = exp.data.target_scaler.inverse(pred.float())
-            y, mask = batch.y, batch.mask
-            if tc.curriculum_steps:
-                level = min(exp.spec.horizon, 1 + self.global_step // tc.curriculum_steps)
-                pred, y, mask = pred[:, :level], y[:, :level], mask[:, :level]
-            loss = masked_mae_loss(pred, y, mask, self.cfg.data.null_value)
+            level = curriculum_level(self.global_step, tc.curriculum_steps, exp.spec.horizon)
+            y, mask = batch.y[:, :level], batch.mask[:, :level]
+            loss = masked_mae_loss(pred[:, :level], y, mask, self.cfg.data.null_value)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.clip_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(exp.model.parameters(), tc.clip_grad_norm)
+                norm = torch.nn.utils.clip_grad_norm_(self.params, tc.clip_grad_norm)
+            else:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+            loss_value = float(loss.detach())
+            if not (math.isfinite(loss_value) and bool(torch.isfinite(norm))):
+                what = (f"training loss is {loss_value}" if not math.isfinite(loss_value)
+                        else f"gradient norm is {float(norm)} (loss {loss_value:.4g})")
+                raise self._non_finite(epoch, i, what)  # before the update: the weights stay finite
             self.optimizer.step()
             self.global_step += 1
-            loss_sum += float(loss.detach())
+            loss_sum += loss_value
             count += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / count:.4f}")
+            self.on_step(epoch, self.global_step)
         bar.close()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -328,27 +465,59 @@ class Trainer:
     def fit(self, *, resume: bool = False) -> dict[str, Any]:
         """Train (or fit statistics), then evaluate the best weights on val and test.
 
-        Returns the ``metrics.json`` content.
+        Args:
+            resume: Continue the run whose checkpoint is in ``output`` (a new run when there is
+                none).  Without it, a folder that holds a checkpoint is refused.
+
+        Returns:
+            The ``metrics.json`` content.
+
+        Raises:
+            RunFolderError: ``output`` holds another run, or its config or data differ from
+                this one in keys that change the training done so far (each one named).
+            RunFolderLocked: another process is writing ``output`` (its pid named).
+            NonFiniteLossError: training diverged (epoch and batch named).
+            ValueError: a trainable model without validation windows.
         """
+        self._check_validation_windows()
+        fingerprint = self.exp.fingerprint()
+        with RunLock(self.output):
+            state = self._claim_folder(resume, fingerprint)
+            self.fingerprint = fingerprint
+            self._write_run_files(resumed_after=None if state is None else int(state["epoch"]))
+            if state is not None:
+                self._restore(state)
+            try:
+                return self._run()
+            finally:
+                if self._tb is not None:
+                    self._tb.close()
+                    self._tb = None
+
+    def _run(self) -> dict[str, Any]:
         exp, tc = self.exp, self.cfg.train
-        self._write_run_files()
-        if resume:
-            self.resume()
         if not exp.model.trainable:
             series, mask, slot = exp.data.train_period()
             exp.model.fit_statistics(series.to(exp.device), mask.to(exp.device), slot.to(exp.device))
             self.best_state = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
         else:
+            assert self.optimizer is not None
             self._open_tensorboard()
             while self.epoch < tc.epochs:
                 if tc.patience and self.bad_epochs >= tc.patience:
                     self.log(f"early stopping: no better validation MAE for {tc.patience} epochs")
                     break
                 epoch = self.epoch + 1
+                lr = float(self.optimizer.param_groups[0]["lr"])  # the LR this epoch trains with
                 start = time.perf_counter()
                 train_loss = self._train_epoch(epoch)
                 val = exp.evaluate("val", tc.eval_batch_size).compute()["average"]
-                val_mae = val["mae"] if val["mae"] is not None else math.inf
+                if val["mae"] is None:
+                    raise ValueError(f"{exp.dataset.source}: the validation split has no observed readings "
+                                     "(all missing); early stopping cannot work on it")
+                val_mae = float(val["mae"])
+                if not math.isfinite(val_mae):
+                    raise self._non_finite(epoch, None, f"validation MAE is {val_mae}")
                 elapsed = time.perf_counter() - start
                 self.epoch = epoch
                 improved = val_mae < self.best_val
@@ -357,7 +526,6 @@ class Trainer:
                     self.best_state = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
                 else:
                     self.bad_epochs += 1
-                lr = self.optimizer.param_groups[0]["lr"] if self.optimizer else 0.0
                 row = {"epoch": epoch, "train_loss": train_loss, "val_mae": val_mae,
                        "val_rmse": val["rmse"] or math.inf, "lr": lr, "seconds": elapsed}
                 self.history.append(row)
@@ -372,8 +540,6 @@ class Trainer:
         result = self._final_metrics()
         save_checkpoint(self.state(finished=True), self.checkpoint_path)
         write_json(self.output / "metrics.json", result)
-        if self._tb is not None:
-            self._tb.close()
         return result
 
     def _final_metrics(self) -> dict[str, Any]:
@@ -396,9 +562,18 @@ class Trainer:
         }
 
     # ----------------------------------------------------------------- files
-    def _write_run_files(self) -> None:
+    def _write_run_files(self, *, resumed_after: int | None) -> None:
+        env = environment(self.exp.device)
+        env_path = self.output / "environment.json"
+        if resumed_after is not None and env_path.is_file():  # keep the record of the sessions that ran before
+            try:
+                before = json.loads(env_path.read_text())
+            except ValueError:
+                before = {"unreadable": env_path.read_text(errors="replace")}
+            env["resumed_after_epoch"] = resumed_after
+            env["previous_sessions"] = [*before.pop("previous_sessions", []), before]
         atomic_write_text(self.output / "config.toml", to_toml(self.cfg))
-        write_json(self.output / "environment.json", environment(self.exp.device))
+        write_json(env_path, env)
 
     def _write_log(self) -> None:
         buf = io.StringIO()
@@ -422,14 +597,70 @@ class Trainer:
                 self._tb.add_scalar(key, value, int(row["epoch"]))
 
 
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old, new)`` for every leaf that differs between two nested dicts."""
+    out: list[tuple[str, Any, Any]] = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append((f"{prefix}{key}", a, b))
+    return out
+
+
+def _longest_wait(history: list[dict[str, float]]) -> int:
+    """Most consecutive non-improving epochs before the last epoch of ``history``.
+
+    Early stopping with a patience at or below this would have ended the run earlier.
+    """
+    best, waited, longest = math.inf, 0, 0
+    for row in history[:-1]:
+        if row["val_mae"] < best:
+            best, waited = row["val_mae"], 0
+        else:
+            waited += 1
+        longest = max(longest, waited)
+    return longest
+
+
 def experiment_from_checkpoint(
     path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None, device: str | None = None
 ) -> tuple[Experiment, dict[str, Any]]:
-    """Rebuild the experiment of a checkpoint with its best weights and its scaler."""
+    """Rebuild the experiment of a checkpoint with its best weights, its scaler and its sensor order.
+
+    Today's data is mapped onto the trained nodes by sensor id (reordered columns are fine).
+    A change of the data since training (length, digests, window counts) is reported as a
+    warning, since metrics then cover other windows.
+
+    Raises:
+        ValueError: The data's sensors differ from the trained ones (missing and extra ids
+            named), its sampling interval differs, or the checkpoint's weights do not fit the
+            model its config describes.
+    """
     state = load_checkpoint(path)
     cfg = RunConfig.from_dict(state["config"], source=str(path))
     if device is not None:
         cfg.train.device = device
-    exp = Experiment.build(cfg, root, scaler=StandardScaler.from_state_dict(state["scaler"]))
-    exp.model.load_state_dict(state["best_model"])
+    dataset = load_data(cfg, root)
+    stored = state.get("data")
+    if stored is None:
+        warnings.warn(f"{path}: the checkpoint records no data fingerprint (written by an older stgnn); "
+                      "sensors are taken in the data's column order, unchecked", stacklevel=2)
+    else:
+        if stored["interval_minutes"] != dataset.interval_minutes:
+            raise ValueError(f"{dataset.source}: readings every {dataset.interval_minutes} min, but {path} "
+                             f"was trained on readings every {stored['interval_minutes']} min")
+        dataset = align_sensors(dataset, stored["sensor_ids"], str(path))
+    exp = Experiment.build(cfg, root, dataset=dataset, scaler=StandardScaler.from_state_dict(state["scaler"]))
+    if stored is not None:
+        changes = fingerprint_changes(stored, exp.fingerprint())
+        if changes:
+            warnings.warn(f"{path}: the data changed since training: {'; '.join(changes)}", stacklevel=2)
+    try:
+        exp.model.load_state_dict(state["best_model"])
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise ValueError(f"{path}: its weights do not fit the {cfg.model} model its config describes "
+                         f"(config and weights disagree): {detail[:600]}") from exc
     return exp, state

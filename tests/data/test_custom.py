@@ -81,3 +81,173 @@ def test_edge_list_with_unknown_sensor(tmp_path):
     edges.write_text("from,to\nS0,S9\n")  # no weight column: unweighted
     with pytest.raises(ValueError, match="S9"):
         load_custom(series, edges=edges)
+
+
+# ---------------------------------------------------------------- readings: silent wrongness
+
+
+def _write(path, frame):
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_irregular_timestamps_are_refused_not_dropped(tmp_path):
+    # 5-minute steps that turn into 7-minute steps half-way: the smallest gap made a 5-minute
+    # grid on which most 7-minute readings do not lie, and they vanished.
+    stamps = list(pd.date_range("2024-01-01", periods=60, freq="5min"))
+    stamps += list(stamps[-1] + pd.Timedelta(minutes=7) * np.arange(1, 31))
+    frame = pd.DataFrame({"timestamp": stamps, "S0": np.arange(90.0) + 1, "S1": np.arange(90.0) + 100})
+    path = _write(tmp_path / "irregular.csv", frame)
+    with pytest.raises(ValueError, match=r"irregular.csv: \d+ timestamps are off the 5-minute grid") as err:
+        read_series_table(path)
+    assert str(pd.Timestamp(stamps[60])) in str(err.value)  # the first off-grid timestamp is listed
+
+
+def test_irregular_timestamps_resampled_on_request_keep_every_reading(tmp_path):
+    stamps = list(pd.date_range("2024-01-01", periods=60, freq="5min"))
+    stamps += list(stamps[-1] + pd.Timedelta(minutes=7) * np.arange(1, 31))
+    frame = pd.DataFrame({"timestamp": stamps, "S0": np.arange(90.0) + 1})
+    grid, _, values, interval = read_series_table(_write(tmp_path / "r.csv", frame), resample=True)
+    assert interval == 5 and (np.diff(grid.values) == np.timedelta64(5, "m")).all()
+    observed = values[~np.isnan(values)]
+    assert observed.size == 90 and observed.sum() == frame["S0"].sum()  # 7 > 5: one reading per step
+
+
+def test_interval_is_the_most_common_gap(tmp_path):
+    # Mostly 10-minute data with one 5-minute blip: the grid is 10 minutes, not 5.
+    stamps = list(pd.date_range("2024-01-01", periods=40, freq="10min"))
+    frame = pd.DataFrame({"timestamp": stamps, "S0": np.arange(40.0)})
+    _, _, values, interval = read_series_table(_write(tmp_path / "r.csv", frame))
+    assert interval == 10 and values.shape == (40, 1)
+    stamps.insert(5, stamps[4] + pd.Timedelta(minutes=5))
+    frame = pd.DataFrame({"timestamp": stamps, "S0": np.arange(41.0)})
+    with pytest.raises(ValueError, match="1 timestamps are off the 10-minute grid"):
+        read_series_table(_write(tmp_path / "r.csv", frame))
+
+
+def test_duplicate_sensor_columns_are_named(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("timestamp,767541,767542,767541\n2024-01-01 00:00,1,2,3\n2024-01-01 00:05,4,5,6\n")
+    with pytest.raises(ValueError, match=r"dup.csv: column names repeated in the header: \['767541'\]"):
+        read_series_table(path)
+
+
+@pytest.mark.parametrize("value", ["1e300", "-1e39", "inf", "-inf"])
+def test_values_float32_cannot_hold_are_refused_naming_sensor_and_time(tmp_path, value):
+    series, locations = standins.write_custom(tmp_path, t=30, n=3)
+    lines = series.read_text().splitlines()
+    cells = lines[8].split(",")
+    cells[2] = value  # sensor S1 at the 8th timestamp
+    lines[8] = ",".join(cells)
+    series.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"readings.csv: 1 readings are infinite or beyond float32's range") as err:
+        load_custom(series, locations=locations)
+    assert "sensor S1 at 2024-01-01 00:35:00" in str(err.value)
+
+
+def test_values_float32_cannot_hold_in_a_benchmark_file(tmp_path):
+    from stgnn.data import load_dataset
+
+    ids = standins.write_dcrnn(tmp_path / "metr-la", "metr-la.h5", "df", "adj_mx.pkl", t=100, n=4)
+    frame = pd.read_hdf(tmp_path / "metr-la" / "metr-la.h5", "df")
+    frame.iloc[3, 2] = 1e300
+    frame.to_hdf(tmp_path / "metr-la" / "metr-la.h5", key="df", format="fixed")
+    with pytest.raises(ValueError, match=rf"metr-la.h5: 1 readings .* sensor {ids[2]} at 2012-03-01 00:15:00: 1e\+300"):
+        load_dataset("metr-la", tmp_path, verify=False)
+
+
+# ---------------------------------------------------------------- readings: clear errors
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    ("timestamp;S0;S1\n2024-01-01 00:00;1;2\n2024-01-01 00:05;3;4\n", "separated by semicolons, not commas"),
+    ("timestamp\tS0\n2024-01-01 00:00\t1\n2024-01-01 00:05\t3\n", "separated by tabs, not commas"),
+    ("S0,S1\n1,2\n3,4\n", "first column 'S0' holds int64 values, not timestamps"),
+    ("timestamp,S0,S1\n2024-01-01 00:00,True,1\n2024-01-01 00:05,False,2\n", "'S0' holds booleans"),
+    ("timestamp,S0\n2024-01-01 00:00,1\n,2\n2024-01-01 00:10,3\n", "1 rows have no timestamp"),
+    ("timestamp,S0,S1\n2024-01-01 00:00,1,2\n2024-01-01 00:05,3,n/a?\n",
+     r"'S1' must be numeric; 1 cells are not \(2024-01-01 00:05:00: 'n/a\?'\)"),
+    ("", "file is empty"),
+])
+def test_malformed_readings_are_named(tmp_path, content, match):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=match) as err:
+        read_series_table(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_all_missing_sensor_warns_naming_it(tmp_path):
+    series, locations = standins.write_custom(tmp_path, t=30, n=3)
+    frame = pd.read_csv(series)
+    frame["S2"] = np.nan
+    frame.to_csv(series, index=False)
+    with pytest.warns(UserWarning, match=r"readings.csv: 1 sensors have no reading at all: S2"):
+        ds = load_custom(series, locations=locations)
+    assert not ds.mask[:, 2].any()
+
+
+def test_sentinel_values_warn_with_counts_and_can_be_declared_missing(tmp_path):
+    series, locations = standins.write_custom(tmp_path, t=30, n=3)
+    frame = pd.read_csv(series)
+    frame.loc[[2, 3, 4], "S0"] = -9999
+    frame.loc[5, "S1"] = -1
+    frame.to_csv(series, index=False)
+    with pytest.warns(UserWarning, match=r"4 negative readings in 2 sensors \(most common: -9999 x3, -1 x1\)"):
+        load_custom(series, locations=locations)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = load_custom(series, locations=locations, missing_values=[-9999, -1])
+    assert not ds.mask[2:5, 0].any() and not ds.mask[5, 1] and int((~ds.mask).sum()) == 4
+
+
+# ---------------------------------------------------------------- coordinates
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (lambda f: f.assign(sensor_id=["S0", "S1", "S1"]), r"sensors.csv: sensor ids listed more than once: 'S1'"),
+    (lambda f: f.assign(latitude=[34.0, np.nan, 34.1]), r"sensors.csv: 1 sensors have a missing .*: 'S1'"),
+    (lambda f: f.assign(latitude=[34.0, 134.0, 34.1]), r"sensors.csv: latitudes must lie .* S1 \(134, "),
+    (lambda f: f.assign(longitude=[-118.0, -118.1, "west"]), r"sensors.csv: 1 sensors have a missing .*: 'S2'"),
+])
+def test_bad_coordinates_are_named_by_file_and_sensor(tmp_path, edit, match):
+    series, locations = standins.write_custom(tmp_path, t=20, n=3)
+    edit(pd.read_csv(locations)).to_csv(locations, index=False)
+    with pytest.raises(ValueError, match=match):
+        load_custom(series, locations=locations)
+
+
+def test_knn_graph_keeps_every_sensors_k_edges(tmp_path):
+    # A tight cluster and one remote sensor: the kernel width is set by the cluster, so the
+    # remote sensor's k edges all fall under DCRNN's 0.1 threshold.
+    n = 12
+    series, locations = standins.write_custom(tmp_path, t=20, n=n)
+    frame = pd.read_csv(locations)
+    frame.loc[n - 1, ["latitude", "longitude"]] = [34.6, -117.5]
+    frame.to_csv(locations, index=False)
+    ds = load_custom(series, locations=locations, k_neighbors=3)
+    sources = ds.graph.edge_index[0]
+    assert sorted(set(sources.tolist())) == list(range(n))
+    assert ds.graph.num_edges == n * 3
+
+
+def test_knn_explicit_threshold_that_isolates_warns_why():
+    from stgnn.data.graph import SensorGraph
+
+    xy = np.array([[34.0, -118.0], [34.001, -118.0], [34.002, -118.0], [34.003, -118.0], [35.0, -117.0]])
+    with pytest.warns(UserWarning, match=r"threshold=0.1 drops all 1 nearest-neighbour edges of 1 sensors.*'4'"):
+        SensorGraph.from_coordinates(xy, k=1, threshold=0.1)
+
+
+def test_knn_on_the_real_metr_la_locations_leaves_no_node_isolated():
+    from pathlib import Path
+
+    from stgnn.data.graph import SensorGraph, coordinates_table
+
+    path = Path("/work/shared/data/metr-la/graph_sensor_locations.csv")
+    if not path.is_file():
+        pytest.skip("the real METR-LA locations file is not present")
+    graph = SensorGraph.from_coordinates(coordinates_table(pd.read_csv(path), str(path)), k=8)
+    assert graph.num_nodes == 207 and set(graph.edge_index[0].tolist()) == set(range(207))

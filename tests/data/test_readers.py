@@ -7,7 +7,7 @@ import standins
 import torch
 
 from stgnn.data import load_dataset
-from stgnn.data.download import MissingFilesError
+from stgnn.data.integrity import MissingFilesError
 from stgnn.data.readers import READERS
 from stgnn.data.registry import get_info
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
@@ -227,17 +226,6 @@ def test_gwnet_sparse_adaptive_option_runs():
     out = model(batch().x, ei, ew)
     out.sum().backward()
     assert model.adaptive is not None and model.adaptive.source_embedding.grad is not None
-
-
-def test_dcrnn_teacher_forcing_ratio_curve():
-    tau = 2000.0
-    for step in (0, 1000, 5000, 15000, 20000, 40000):
-        want = tau / (tau + math.exp(step / tau))
-        assert DCRNN.teacher_forcing_ratio(step, tau) == pytest.approx(want)
-    vals = [DCRNN.teacher_forcing_ratio(s) for s in range(0, 60000, 1000)]
-    assert all(a > b for a, b in zip(vals, vals[1:], strict=False))  # monotone decay
-    assert vals[0] > 0.99 and DCRNN.teacher_forcing_ratio(30000) < 0.5 < DCRNN.teacher_forcing_ratio(10000)
-    assert DCRNN.teacher_forcing_ratio(10**8) == 0.0  # no overflow
 
 
 def test_dcrnn_no_teacher_forcing_in_eval():

@@ -348,7 +348,7 @@ def test_to_edge_index_roundtrip_layers_agree():
     [
         (torch.tensor([[0, 1], [1, N]]), None, "outside"),  # node id >= N
         (torch.tensor([[0, 1], [1, 2]]), torch.ones(3), "edge_weight"),
-        (torch.ones(N + 1, N + 1), None, "dense adjacency"),  # wrong-size dense adjacency
+        (torch.ones(N + 1, N + 1), None, "adjacency is"),  # wrong-size dense adjacency
         (torch.tensor([[0, 1, 2]]), None, r"\[2, E\]"),
     ],
 )

@@ -1,0 +1,28 @@
+"""Layering: the data package stands on its own."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import stgnn
+
+
+def test_import_stgnn_data_loads_no_model_module() -> None:
+    root = Path(stgnn.__file__).resolve().parent.parent
+    code = (
+        "import sys, stgnn.data\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('stgnn.models', 'stgnn.training')))\n"
+        "print(','.join(loaded))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "", f"import stgnn.data loaded {out.stdout.strip()}"
+
+
+def test_batch_is_one_class_reexported_by_models() -> None:
+    from stgnn.data import Batch
+    from stgnn.models import Batch as ModelsBatch
+
+    assert ModelsBatch is Batch
+    assert Batch.__module__ == "stgnn.data.batch"
