@@ -18,7 +18,7 @@ import torch
 from stgnn.data import load_dataset
 from stgnn.protocols.baselines import STATISTICAL_BASELINES
 from stgnn.protocols.runner import default_settings, run_protocol
-from stgnn.protocols.table import load_records, record, render_table, save_record
+from stgnn.protocols.table import load_records, record, render_runs, render_table, save_record
 from stgnn.protocols.tgcn import PROTOCOL_SETTINGS
 from stgnn.published import TGCN_TABLE
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     table = render_table(records, args.dataset, [m for m in ORDER if m in present])
     out = RESULTS / "TGCN_PROTOCOL.md"
     header = out.read_text().split("<!-- table -->")[0] if out.is_file() else "# T-GCN protocol\n\n"
-    out.write_text(header + "<!-- table -->\n\n" + table)
+    out.write_text(header + "<!-- table -->\n\n" + table + "\n### Runs\n\n" + render_runs(records))
     print(f"wrote {out}")
     return 0
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import torch
 
+from stgnn.protocols.baselines import STATISTICAL_BASELINES
 from stgnn.protocols.runner import ProtocolResult
 from stgnn.protocols.tgcn import PROTOCOL_SETTINGS
 from stgnn.published import TGCN_TABLE
 
-__all__ = ["load_records", "record", "render_table", "save_record"]
+__all__ = ["load_records", "record", "render_runs", "render_table", "save_record"]
 
 _METRICS = ("rmse", "mae", "accuracy", "r2", "var")
 _LABELS = {"test": "best epoch on test (authors)", "val": "best epoch on validation (honest)", "-": "no selection"}
@@ -86,7 +87,8 @@ def render_table(records: Iterable[dict[str, Any]], dataset: str, models: Iterab
             if pub is not None:
                 cell = pub.horizons[str(minutes)]
                 tag = "paper" + ("" if pub.verified else " (unverified)")
-                lines.append(f"| {model} | {tag} | test set | 5000 | - | "
+                trained = model not in STATISTICAL_BASELINES
+                lines.append(f"| {model} | {tag} | {'test set' if trained else '-'} | {5000 if trained else '-'} | - | "
                              + " | ".join(_fmt(cell[m]) for m in _METRICS) + " |")
             for sel in ("-", "test", "val"):
                 recs = groups.get((model, sel, pre_len))
@@ -97,9 +99,20 @@ def render_table(records: Iterable[dict[str, Any]], dataset: str, models: Iterab
                     xs = [r["metrics"][m] for r in recs]
                     spread = f" ± {statistics.pstdev(xs):.4f}" if len(xs) > 1 else ""
                     vals.append(f"{statistics.fmean(xs):.4f}{spread}")
-                epochs = sorted({r["epochs"] for r in recs})
+                epochs = sorted({r["epochs"] for r in recs}) if sel != "-" else ["-"]
                 seeds = ",".join(str(r["seed"]) for r in recs)
                 lines.append(f"| {model} | ours | {_LABELS[sel]} | {'/'.join(map(str, epochs))} | {seeds} | "
                              + " | ".join(vals) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def render_runs(records: Iterable[dict[str, Any]]) -> str:
+    """Markdown list of every run behind the table: command, device, wall time, selected epoch."""
+    lines = ["| model | pre_len | selection | epochs | best epoch | seed | wall time (s) | device | command |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["model"], r["pre_len"], r["selection"], r["seed"])):
+        sel = r["selection"] if r.get("best_epoch") is not None else "-"
+        lines.append(f"| {r['model']} | {r['pre_len']} | {sel} | {r['epochs']} | {r.get('best_epoch') or '-'} | "
+                     f"{r['seed']} | {r['seconds']:.0f} | {r['device']} | `{r['command']}` |")
+    return "\n".join(lines) + "\n"
