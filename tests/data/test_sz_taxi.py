@@ -5,24 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import standins
 
 from stgnn.data import load_dataset
 from stgnn.data.registry import get_info
-
-
-def write_sz(folder, t: int = 2976, n: int = 156, seed: int = 0) -> list[str]:
-    """``sz_speed.csv``: header of road ids, ``t`` rows, no timestamps; ``sz_adj.csv``: 0/1, no header."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = [str(90000 + 7 * i) for i in range(n)]
-    speeds = rng.uniform(0, 60, size=(t, n)).round(6)
-    speeds[rng.random((t, n)) < 0.05] = 0.0  # the release holds zeros
-    pd.DataFrame(speeds, columns=ids).to_csv(folder / "sz_speed.csv", index=False)
-    adj = np.zeros((n, n), dtype=int)
-    i = np.arange(n - 1)
-    adj[i, i + 1] = adj[i + 1, i] = 1
-    np.savetxt(folder / "sz_adj.csv", adj, fmt="%d", delimiter=",")
-    return ids
 
 
 def test_registry_entry() -> None:
@@ -33,7 +19,7 @@ def test_registry_entry() -> None:
 
 
 def test_reader_on_a_generated_file(tmp_path) -> None:
-    ids = write_sz(tmp_path / "sz-taxi")
+    ids = standins.write_sz_taxi(tmp_path / "sz-taxi")
     ds = load_dataset("sz-taxi", tmp_path, verify=False)
     assert tuple(ds.series.shape) == (2976, 156, 1)
     assert ds.node_ids == ids
@@ -45,7 +31,7 @@ def test_reader_on_a_generated_file(tmp_path) -> None:
 
 
 def test_reader_names_a_non_numeric_file(tmp_path) -> None:
-    write_sz(tmp_path / "sz-taxi", t=50, n=4)
+    standins.write_sz_taxi(tmp_path / "sz-taxi", t=50, n=4)
     path = tmp_path / "sz-taxi" / "sz_speed.csv"
     text = path.read_text().splitlines()
     text[3] = "a,b,c,d"
