@@ -28,7 +28,14 @@ from stgnn.data.windows import split_windows
 from stgnn.metrics import MaskedMetrics
 from stgnn.protocols.tgcn import tgcn_metrics, tgcn_windows, train_size, window_count
 
-__all__ = ["read_predict_csv", "read_tgcn_result", "score_dcrnn_predictions", "score_predictions", "sniff_layout"]
+__all__ = [
+    "infer_pre_len",
+    "read_predict_csv",
+    "read_tgcn_result",
+    "score_dcrnn_predictions",
+    "score_predictions",
+    "sniff_layout",
+]
 
 _PREDICT_COLUMNS = {"origin", "horizon", "sensor", "prediction"}
 
@@ -40,6 +47,30 @@ def sniff_layout(path: Path) -> str:
     if first is None:
         raise ValueError(f"{path}: empty file")
     return "stgnn" if _PREDICT_COLUMNS <= {c.strip() for c in first} else "tgcn"
+
+
+def infer_pre_len(path: Path, num_steps: int, seq_len: int) -> int:
+    """The ``pre_len`` a predictions file was made for.
+
+    A predict CSV: its largest ``horizon``.  An authors'-layout file: the ``P`` whose window count
+    times ``P`` equals the file's rows, ``(T - int(0.8 T) - seq_len - P) * P``, with at least as
+    many windows as steps.
+
+    Raises:
+        ValueError: no (or more than one) ``pre_len`` fits; the message asks for ``--pre-len``.
+    """
+    if sniff_layout(path) == "stgnn":
+        return int(pd.read_csv(path, usecols=["horizon"])["horizon"].max())
+    with open(path) as fh:
+        rows = sum(1 for line in fh if line.strip())
+    test_len = num_steps - train_size(num_steps)
+    # (W(P) * P = rows has two roots, P and W; a file has at least as many windows as steps)
+    fits = [p for p in range(1, test_len) if window_count(test_len, seq_len, p) * p == rows
+            and p <= window_count(test_len, seq_len, p)]
+    if len(fits) != 1:
+        raise ValueError(f"{path}: {rows} rows fit no single pre_len of the T-GCN protocol's test set "
+                         f"({test_len} steps, seq_len {seq_len}; candidates {fits}); give --pre-len")
+    return fits[0]
 
 
 def read_tgcn_result(path: Path, num_windows: int, pre_len: int, num_nodes: int) -> np.ndarray:

@@ -125,3 +125,18 @@ def test_dcrnn_protocol_scores_the_split_windows_masked(tmp_path) -> None:
     assert out["windows"] == len(starts) and out["layout"] == "tgcn"
     assert out["3"] == pytest.approx(ref.compute()["3"]) and out["average"]["mae"] == pytest.approx(1.5)
     assert out["average"]["count"] < pred.numel()  # the zero reading is masked (missing_zero default)
+
+
+def test_infer_pre_len_from_either_layout(tmp_path) -> None:
+    from stgnn.protocols.score import infer_pre_len
+
+    _, _, pred = data()
+    rows = tmp_path / "test_result.csv"
+    pd.DataFrame(pred.reshape(-1, N)).to_csv(rows, header=False, index=False)
+    assert infer_pre_len(rows, T, SEQ) == PRE
+    long = tmp_path / "forecast.csv"
+    write_predict_csv(long, pred)
+    assert infer_pre_len(long, T, SEQ) == PRE
+    pd.DataFrame(pred.reshape(-1, N)[:-1]).to_csv(rows, header=False, index=False)
+    with pytest.raises(ValueError, match="give --pre-len"):
+        infer_pre_len(rows, T, SEQ)
