@@ -9,7 +9,7 @@ MODULES = [
     "stgnn.nn.adaptive", "stgnn.nn.blocks", "stgnn.nn.diffusion", "stgnn.nn.graph_conv",
     "stgnn.nn.graph_ops", "stgnn.nn.temporal", "stgnn.models.baselines", "stgnn.models.stgcn",
     "stgnn.models.dcrnn", "stgnn.models.gwnet", "stgnn.metrics", "stgnn.data.graph",
-    "stgnn.data.integrity",
+    "stgnn.data.integrity", "stgnn.training.schedules", "stgnn.training.runlock",
 ]
 
 

@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stgnn.data.custom import read_table
 from stgnn.data.dataset import TrafficDataset, derive_timestamps
 from stgnn.data.download import ensure_dataset
-from stgnn.data.graph import SensorGraph, read_dense_csv
+from stgnn.data.graph import SensorGraph
+from stgnn.data.graph_io import read_dense_csv
 from stgnn.data.registry import DatasetInfo, get_info
 
 __all__ = ["READERS", "load_dataset", "read_hdf_frame"]
@@ -161,16 +163,11 @@ def _tgcn_reader(speed_file: str, adj_file: str) -> Callable[[Path, DatasetInfo]
 
     def read(folder: Path, info: DatasetInfo) -> TrafficDataset:
         path = folder / speed_file
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: file not found")
-        try:
-            frame = pd.read_csv(path)
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-            raise ValueError(f"{path}: not a readable csv ({exc})") from exc
+        frame = read_table(path)  # header = sensor ids: repeated ones are named, not renamed
         try:
             values = frame.to_numpy(dtype=np.float64)
         except ValueError as exc:
-            raise ValueError(f"{path}: non-numeric readings ({exc})") from exc
+            raise ValueError(f"{path}: readings must be numeric ({exc})") from exc
         graph = SensorGraph.from_dense(read_dense_csv(folder / adj_file), list(frame.columns.astype(str)),
                                        source=str(folder / adj_file))
         return _finish(info, values[:, :, None], graph, None, path)

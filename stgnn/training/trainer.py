@@ -321,6 +321,9 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             if resume:
                 self.log(f"{self.output}: no checkpoint to resume from; starting a new run there")
+            elif (self.output / "config.toml").is_file():
+                self.log(f"{self.output}: holds the files of a run that ended before its first checkpoint; "
+                         "starting a new run there")
             return None
         state = load_checkpoint(self.checkpoint_path, map_location=self.exp.device)
         if not resume:
