@@ -47,7 +47,7 @@ def reproduce_tgcn(
     verify: bool = True,
     log: Callable[[str], Any] | None = print,
 ) -> str:
-    """Run ``models`` on ``dataset`` under the T-GCN protocol; return the rebuilt Markdown table.
+    """Run ``models`` on ``dataset`` under the T-GCN protocol and rebuild the results table.
 
     Args:
         models: Statistical baselines (``ha``, ``arima``, ``svr``) and/or registered models.
@@ -62,6 +62,10 @@ def reproduce_tgcn(
         device: Torch device.
         verify: Check the files' sha256 digests where known (see :func:`stgnn.data.load_dataset`).
         log: Progress output (``None``: silent).
+
+    Returns:
+        The Markdown table of ``models`` alone (paper rows beside ours); the file holds every
+        model with a record or published numbers.
 
     Raises:
         KeyError: a dataset without protocol settings, or an unknown model.
@@ -94,4 +98,4 @@ def reproduce_tgcn(
     header = out.read_text().split("<!-- table -->")[0] if out.is_file() else f"# T-GCN protocol on {dataset}\n\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(header + "<!-- table -->\n\n" + table + "\n### Runs\n\n" + render_runs(records))
-    return table
+    return render_table(records, dataset, list(models))

@@ -21,7 +21,8 @@ def test_reproduce_writes_records_and_table(tmp_path) -> None:
     assert records == ["gcn-pre1-test-seed0.json", "gcn-pre1-val-seed0.json", "ha-pre1-test-seed0.json"]
     text = table_path(tmp_path / "res", "sz-taxi").read_text()
     assert "<!-- table -->" in text and "| gcn | ours | best epoch on validation (honest) | 1 |" in table
-    assert "| tgcn | paper (unverified) |" in table  # the paper's rows are there without a run of ours
+    assert "| tgcn | paper (unverified) |" in text  # the paper's rows are in the file without a run of ours
+    assert "| tgcn |" not in table  # the returned table holds the requested models only
     assert "`stgnn reproduce --protocol tgcn`" in text
     with pytest.raises(KeyError, match="not 'metr-la'"):
         reproduce_tgcn(["ha"], "metr-la", results_dir=tmp_path, command="x")
