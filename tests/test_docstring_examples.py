@@ -10,7 +10,7 @@ MODULES = [
     "stgnn.nn.graph_ops", "stgnn.nn.temporal", "stgnn.nn.inits", "stgnn.nn.dropout",
     "stgnn.models.baselines", "stgnn.models.stgcn",
     "stgnn.models.dcrnn", "stgnn.models.gwnet", "stgnn.metrics", "stgnn.data.graph",
-    "stgnn.data.integrity",
+    "stgnn.data.integrity", "stgnn.training.schedules", "stgnn.training.runlock",
 ]
 
 

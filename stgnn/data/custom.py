@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from stgnn.data.dataset import TrafficDataset
-from stgnn.data.graph import SensorGraph, coordinates_table, read_dense_csv
+from stgnn.data.graph import SensorGraph
+from stgnn.data.graph_io import coordinates_table, read_dense_csv
 
-__all__ = ["load_custom", "read_series_table"]
+__all__ = ["load_custom", "read_series_table", "read_table"]
 
 PathLike = str | os.PathLike[str]
 
@@ -52,7 +53,16 @@ def _check_csv_header(path: Path) -> None:
                          "(each sensor must appear once)")
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV (comma-separated, one header row) or Parquet table, with clear errors.
+
+    A CSV's raw header is checked first (see :func:`_check_csv_header`): a delimiter other
+    than a comma and repeated column names are errors naming the file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: The file cannot be parsed (the message names it).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     parquet = path.suffix.lower() in {".parquet", ".pq"}
@@ -167,7 +177,7 @@ def read_series_table(
             not a whole number of minutes, or off-grid timestamps without ``resample``.
     """
     path = Path(path)
-    frame = _read_table(path)
+    frame = read_table(path)
     stamps, frame = _timestamps(path, frame)
     values = _numeric_values(path, frame, stamps)
     sentinels = np.asarray(list(missing_values), dtype=np.float64)
@@ -188,9 +198,13 @@ def read_series_table(
                 f"{stamps[0]} (the interval is the most common gap), e.g. {shown}; fix the file or "
                 "resample onto the grid (resample=True: each step takes the mean of its readings)"
             )
-        binned = pd.DataFrame(values, index=stamps).resample(step, origin=stamps[0]).mean()
+        resampler = pd.DataFrame(values, index=stamps).resample(step, origin=stamps[0])
+        binned, shared = resampler.mean(), int((resampler.size() > 1).sum())
         grid = pd.DatetimeIndex(binned.index)
         values = binned.to_numpy(dtype=np.float64)
+        warnings.warn(f"{path}: {int(off_grid.sum())} off-grid timestamps resampled onto the "
+                      f"{step // pd.Timedelta(minutes=1)}-minute grid; {shared} grid steps hold the mean of "
+                      "several rows", UserWarning, stacklevel=2)
     else:
         grid = pd.date_range(stamps[0], stamps[-1], freq=step)
         if len(grid) != len(stamps):
@@ -246,7 +260,7 @@ def load_custom(
     kind, path = next(iter(given.items()))
     path = Path(path)
     if kind == "locations":
-        table = coordinates_table(_read_table(path), str(path))
+        table = coordinates_table(read_table(path), str(path))
         missing = [i for i in ids if i not in table.index]
         if missing:
             raise ValueError(f"{path}: no coordinates for {len(missing)} sensors of {series}, e.g. {missing[:5]}")
@@ -255,7 +269,7 @@ def load_custom(
     elif kind == "distances":
         graph = SensorGraph.from_distances(path, ids, kernel="dcrnn")
     elif kind == "edges":
-        weighted = len(_read_table(path).columns) >= 3  # from,to[,weight]
+        weighted = len(read_table(path).columns) >= 3  # from,to[,weight]
         graph = SensorGraph.from_edge_list(path, ids, weight="cost" if weighted else "binary")
     else:
         graph = SensorGraph.from_dense(read_dense_csv(path), ids, source=str(path))

@@ -1,7 +1,9 @@
 """The sensor graph: node ids plus PyG-style edges, built from every canonical graph format.
 
-:class:`SensorGraph` is the one place where graph files are read and where graphs are converted
-between layouts (dense, scipy sparse, torch sparse, networkx, PyG).  Its convention is DCRNN's
+:class:`SensorGraph` is the one place where graphs are built and converted between layouts
+(dense, scipy sparse, torch sparse, networkx, PyG).  The files are read in
+:mod:`stgnn.data.graph_io`; kernels and neighbourhoods are computed in
+:mod:`stgnn.data.graph_kernels`.  Its convention is DCRNN's
 ``adj_mx``: a dense matrix ``W`` is the set of edges ``i -> j`` with weight ``W[i, j]``
 (row = source), and ``edge_index[0]`` holds the sources (PyG's convention).
 
@@ -19,13 +21,8 @@ Formats covered:
 
 from __future__ import annotations
 
-import math
 import os
-import sys
-import warnings
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import networkx as nx
@@ -35,418 +32,47 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from stgnn.data.graph_io import (
+    _SHOWN,
+    _as_dense_array,
+    _coordinates_array,
+    _default_ids,
+    _edge_table,
+    _merge_duplicates,
+    _node_id_list,
+    _normalize_id,
+    _preview,
+    _warn,
+    coordinates_table,
+    read_dense_csv,
+)
+from stgnn.data.graph_kernels import (
+    Kernel,
+    WeightMode,
+    _check_square,
+    _check_values,
+    _edge_values,
+    _gaussian_kernel,
+    _ids_from_map,
+    _indices,
+    _symmetrize,
+    coordinate_edges,
+)
 from stgnn.data.safe_pickle import load_adj_pickle
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data
 
-__all__ = [
-    "Kernel",
-    "SelfLoopPolicy",
-    "SensorGraph",
-    "WeightMode",
-    "coordinates_table",
-    "read_dense_csv",
-    "read_sensor_ids",
-]
+__all__ = ["Kernel", "SelfLoopPolicy", "SensorGraph", "WeightMode"]
 
 PathLike = str | os.PathLike[str]
-Kernel = Literal["dcrnn", "stgcn"]
-WeightMode = Literal["cost", "binary", "inverse"]
 SelfLoopPolicy = Literal["keep", "remove", "add"]
-
-_DCRNN_THRESHOLD = 0.1
-# STGCN's weight_matrix(): w = exp(-(d / 10000)^2 / sigma2) with sigma2 = 0.1, kept where
-# w >= epsilon = 0.5.  That is exp(-(d / sigma)^2) with sigma = 10000 * sqrt(0.1) metres.
-_STGCN_SIGMA = 10000.0 * math.sqrt(0.1)
-_STGCN_EPSILON = 0.5
-_EARTH_RADIUS_KM = 6371.0088
-_ID_HEADERS = {"from", "to", "source", "target", "src", "dst", "i", "j"}
-_LAT_NAMES = ("latitude", "lat")
-_LON_NAMES = ("longitude", "lon", "lng", "long")
-_ID_NAMES = ("sensor_id", "id", "station_id", "station", "node_id")
-_SHOWN = 5
-
-
-# --------------------------------------------------------------------------------------------
-# Small helpers: messages, ids, files
-# --------------------------------------------------------------------------------------------
-
-
-def _preview(items: Sequence[Any], limit: int = _SHOWN) -> str:
-    """``'a', 'b', 'c'`` or ``'a', 'b', ... (12 in all)`` for error messages."""
-    shown = ", ".join(repr(item) for item in items[:limit])
-    return shown if len(items) <= limit else f"{shown}, ... ({len(items)} in all)"
-
-
-def _normalize_id(value: Any) -> str:
-    """A sensor id as ``str``: integers (and integral floats) print without a decimal point."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def _node_id_list(node_ids: Iterable[Any], label: str) -> list[str]:
-    """Normalise ids to ``str`` and reject empty or repeated id lists."""
-    ids = [_normalize_id(value) for value in node_ids]
-    if not ids:
-        raise ValueError(f"{label}: node_ids is empty")
-    if len(set(ids)) != len(ids):
-        repeated = [sensor for sensor, count in Counter(ids).items() if count > 1]
-        raise ValueError(f"{label}: node_ids holds repeated ids: {_preview(repeated)}")
-    return ids
-
-
-def _warn(message: str) -> None:
-    """``warnings.warn`` attributed to the first caller outside this module."""
-    frame, level = sys._getframe(0), 1
-    while frame.f_back is not None and frame.f_globals.get("__name__") == __name__:
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 def _as_tensor(value: Tensor | np.ndarray | Sequence[Any], dtype: torch.dtype) -> Tensor:
     if isinstance(value, Tensor):
         return value.detach().to(device="cpu", dtype=dtype)
     return torch.tensor(np.asarray(value), dtype=dtype)  # a copy: pandas arrays may be read-only
-
-
-def _default_ids(num_nodes: int) -> list[str]:
-    return [str(i) for i in range(num_nodes)]
-
-
-def _existing_file(path: PathLike, what: str) -> Path:
-    """``Path(path)``, after checking that it is a file (FileNotFoundError otherwise)."""
-    file = Path(path)
-    if not file.exists():
-        raise FileNotFoundError(f"{path}: {what} file not found")
-    if not file.is_file():
-        raise ValueError(f"{path}: {what} path is not a file")
-    return file
-
-
-def read_sensor_ids(path: PathLike) -> list[str]:
-    """Read a sensor-id list, separated by commas and/or line breaks (LF or CRLF).
-
-    Covers DCRNN's ``graph_sensor_ids.txt`` (one comma-separated line, no final newline) and
-    ASTGCN's ``PEMS03.txt`` (one id per line, CRLF, no final newline).
-
-    Args:
-        path: The text file.
-
-    Returns:
-        The ids as ``str``, in file order.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: The file is not text, holds no ids, or repeats an id.
-
-    Example:
-        >>> ids = read_sensor_ids("datasets/pems03/PEMS03.txt")  # doctest: +SKIP
-        >>> len(ids)  # doctest: +SKIP
-        358
-    """
-    file = _existing_file(path, "sensor id")
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a text file of sensor ids ({exc})") from exc
-    tokens = [token for token in text.replace(",", "\n").split() if token]
-    if not tokens:
-        raise ValueError(f"{path}: holds no sensor ids")
-    return _node_id_list(tokens, str(path))
-
-
-# --------------------------------------------------------------------------------------------
-# Tables of edges: from,to[,cost]
-# --------------------------------------------------------------------------------------------
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _has_header(first_line: str) -> bool:
-    """Whether the first line of an edge CSV is a header (``from,to,cost``) or data."""
-    tokens = [token.strip().strip('"') for token in first_line.split(",")]
-    if len(tokens) >= 3:
-        return not all(_is_number(token) for token in tokens[2:])
-    return all(token.lower() in _ID_HEADERS for token in tokens)
-
-
-def _read_csv_table(file: Path, label: str) -> pd.DataFrame:
-    """Read an edge CSV as strings, detecting whether it has a header row."""
-    try:
-        with file.open(encoding="utf-8-sig") as handle:
-            first_line = next((line for line in handle if line.strip()), "")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{label}: not a text CSV file ({exc})") from exc
-    if not first_line:
-        raise ValueError(f"{label}: file is empty")
-    try:
-        return pd.read_csv(
-            file,
-            header=0 if _has_header(first_line) else None,
-            dtype=str,
-            keep_default_na=False,
-            skipinitialspace=True,
-            skip_blank_lines=True,
-            encoding="utf-8-sig",
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
-            ValueError) as exc:
-        raise ValueError(f"{label}: cannot parse as CSV ({exc})") from exc
-
-
-def _id_column(column: pd.Series, label: str, name: str) -> np.ndarray:
-    """A column of sensor ids as an array of ``str``; rejects empty cells."""
-    values = np.array([_normalize_id(v) for v in column.tolist()], dtype=object)
-    empty = np.flatnonzero((values == "") | column.isna().to_numpy())
-    if empty.size:
-        raise ValueError(f"{label}: {empty.size} rows have an empty {name!r} id "
-                         f"(data rows {_preview(empty.tolist())})")
-    return values
-
-
-def _edge_table(
-    edges: PathLike | pd.DataFrame, source: str | None, what: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
-    """Read ``from,to[,cost]`` rows from a CSV path or a DataFrame.
-
-    Returns:
-        ``(from_ids, to_ids, cost_or_None, label)``; ids are ``str`` arrays, cost is float64,
-        finite and non-negative.
-    """
-    if isinstance(edges, pd.DataFrame):
-        label = source or "edges DataFrame"
-        table = edges
-    elif isinstance(edges, (str, os.PathLike)):
-        label = source or str(edges)
-        table = _read_csv_table(_existing_file(edges, what), label)
-    else:
-        raise ValueError(f"{source or what}: expected a CSV path or a pandas DataFrame, "
-                         f"got {type(edges).__name__}")
-    if table.shape[1] < 2:
-        raise ValueError(f"{label}: expected columns from,to[,cost], found {table.shape[1]} "
-                         f"column(s) {list(table.columns)}")
-    if len(table) == 0:
-        raise ValueError(f"{label}: holds no edges")
-    src = _id_column(table.iloc[:, 0], label, "from")
-    dst = _id_column(table.iloc[:, 1], label, "to")
-    if table.shape[1] < 3:
-        return src, dst, None, label
-    raw = table.iloc[:, 2]
-    cost = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(cost))
-    if bad.size:
-        examples = [f"row {i}: {raw.iloc[i]!r}" for i in bad[:3]]
-        raise ValueError(f"{label}: {bad.size} rows have a missing, non-numeric or infinite "
-                         f"cost in column {table.columns[2]!r} ({'; '.join(examples)})")
-    negative = np.flatnonzero(cost < 0)
-    if negative.size:
-        raise ValueError(f"{label}: {negative.size} rows have a negative cost "
-                         f"(data rows {_preview(negative.tolist())})")
-    return src, dst, cost, label
-
-
-def _merge_duplicates(
-    src: np.ndarray,
-    dst: np.ndarray,
-    cost: np.ndarray | None,
-    node_ids: Sequence[str],
-    label: str,
-    *,
-    on_conflict: Literal["raise", "last"],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Drop repeated ``(from, to)`` rows: exact repeats are merged with a warning; rows that
-    repeat a pair with another cost raise (``on_conflict="raise"``) or the last one wins with a
-    warning (``"last"``, DCRNN's behaviour)."""
-    frame = pd.DataFrame({"src": src, "dst": dst})
-    if cost is not None:
-        frame["cost"] = cost
-    exact = frame.duplicated(keep="first")
-    frame = frame[~exact]
-    conflict = frame.duplicated(subset=["src", "dst"], keep=False)
-    notes = []
-    if exact.any():
-        notes.append(f"{int(exact.sum())} duplicate rows (exact repeats of another row) merged")
-    if conflict.any():
-        pairs = frame.loc[conflict, ["src", "dst"]].drop_duplicates()
-        shown = [f"{node_ids[s]}->{node_ids[d]}" for s, d in pairs.itertuples(index=False)]
-        if on_conflict == "raise":
-            raise ValueError(f"{label}: {len(pairs)} edges are listed more than once with "
-                             f"different costs: {_preview(shown)}")
-        frame = frame.drop_duplicates(subset=["src", "dst"], keep="last")
-        notes.append(f"{len(pairs)} edges listed with different costs; the last row kept "
-                     f"({_preview(shown)})")
-    if notes:
-        _warn(f"{label}: {'; '.join(notes)}")
-    kept_cost = frame["cost"].to_numpy() if cost is not None else None
-    return frame["src"].to_numpy(), frame["dst"].to_numpy(), kept_cost
-
-
-# --------------------------------------------------------------------------------------------
-# Dense matrices
-# --------------------------------------------------------------------------------------------
-
-
-def read_dense_csv(path: PathLike) -> np.ndarray:
-    """Read a headerless, comma-separated numeric matrix.
-
-    Covers T-GCN's ``los_adj.csv``, STGCN's ``PeMSD7_W_228.csv`` (``%.18e`` text) and
-    ``PeMSD7_V_228.csv``.
-
-    Args:
-        path: The CSV file: rows of equally many numbers, no header, no index column.
-
-    Returns:
-        A 2-D float64 array.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: The file is empty, ragged or not numeric (the message names the file).
-
-    Example:
-        >>> read_dense_csv("datasets/los-loop/los_adj.csv").shape  # doctest: +SKIP
-        (207, 207)
-    """
-    file = _existing_file(path, "matrix")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # numpy's "Empty input file"
-            matrix = np.loadtxt(file, delimiter=",", dtype=np.float64, ndmin=2)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a headerless comma-separated numeric matrix ({exc})") \
-            from exc
-    if matrix.size == 0:
-        raise ValueError(f"{path}: file is empty")
-    return matrix
-
-
-def _check_square(matrix: np.ndarray | sp.spmatrix | sp.sparray, label: str) -> None:
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError(f"{label}: matrix is not square: shape {tuple(matrix.shape)}")
-    if matrix.shape[0] == 0:
-        raise ValueError(f"{label}: matrix is empty")
-
-
-def _check_values(values: np.ndarray, label: str, *, allow_inf: bool, what: str) -> None:
-    """Reject NaN (and infinities unless ``allow_inf``) and negative entries."""
-    bad = np.isnan(values) if allow_inf else ~np.isfinite(values)
-    if bad.any():
-        kind = "NaN" if allow_inf else "non-finite"
-        raise ValueError(f"{label}: {int(bad.sum())} {kind} entries in the {what}")
-    negative = values < 0
-    if negative.any():
-        raise ValueError(f"{label}: negative {what} in {int(negative.sum())} entries "
-                         f"(smallest {values[negative].min():g})")
-
-
-def _as_dense_array(matrix: Any, label: str) -> np.ndarray:
-    try:
-        return np.asarray(matrix, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{label}: not a numeric matrix ({exc})") from exc
-
-
-def _gaussian_kernel(
-    dist: np.ndarray, kernel: Kernel, sigma: float | None, threshold: float | None, label: str
-) -> np.ndarray:
-    """``w = exp(-(d / sigma)^2)`` with entries below ``threshold`` set to 0; ``inf`` -> 0.
-
-    ``"dcrnn"``: sigma = std of the finite distances, threshold 0.1, diagonal as given.
-    ``"stgcn"``: sigma = 10000 * sqrt(0.1) (metres), threshold 0.5, zero diagonal.
-    """
-    if kernel == "dcrnn":
-        finite = dist[np.isfinite(dist)]
-        sigma = float(finite.std()) if sigma is None and finite.size else sigma
-        threshold = _DCRNN_THRESHOLD if threshold is None else threshold
-    elif kernel == "stgcn":
-        sigma = _STGCN_SIGMA if sigma is None else sigma
-        threshold = _STGCN_EPSILON if threshold is None else threshold
-    else:
-        raise ValueError(f"{label}: unknown kernel {kernel!r}; expected 'dcrnn' or 'stgcn'")
-    if sigma is None or not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"{label}: the kernel width sigma must be positive and finite, got "
-                         f"{sigma} (with kernel='dcrnn' it is the std of the distances; pass "
-                         "sigma= when they are all equal)")
-    if not 0 <= threshold <= 1:
-        raise ValueError(f"{label}: threshold must lie in [0, 1], got {threshold}")
-    weights = np.exp(-np.square(dist / sigma))
-    weights[weights < threshold] = 0.0
-    if kernel == "stgcn":
-        np.fill_diagonal(weights, 0.0)
-    return weights
-
-
-def _haversine_km(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Pairwise great-circle distances in km between points given in degrees."""
-    phi, lam = np.radians(lat), np.radians(lon)
-    dphi = phi[:, None] - phi[None, :]
-    dlam = lam[:, None] - lam[None, :]
-    a = np.sin(dphi / 2) ** 2 + np.cos(phi)[:, None] * np.cos(phi)[None, :] * np.sin(dlam / 2) ** 2
-    return 2 * _EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-
-
-def _find_column(frame: pd.DataFrame, names: Sequence[str]) -> Any | None:
-    """The first column whose name matches one of ``names`` case-insensitively."""
-    lowered = {str(column).strip().lower(): column for column in frame.columns}
-    return next((lowered[name] for name in names if name in lowered), None)
-
-
-def coordinates_table(frame: pd.DataFrame, label: str) -> pd.DataFrame:
-    """Validated sensor coordinates: ``latitude`` and ``longitude`` columns indexed by sensor id.
-
-    Column names are matched case-insensitively (``latitude``/``lat``,
-    ``longitude``/``lon``/``lng``/``long``; ids in ``sensor_id``/``id``/``station_id``/... or
-    the index).
-
-    Args:
-        frame: The table as read from the file.
-        label: The file name (or another name) used in messages.
-
-    Raises:
-        ValueError: Missing columns, repeated sensor ids, or coordinates that are missing,
-            non-numeric or out of range; the message names the sensors.
-    """
-    lat_col, lon_col = _find_column(frame, _LAT_NAMES), _find_column(frame, _LON_NAMES)
-    if lat_col is None or lon_col is None:
-        raise ValueError(f"{label}: needs latitude and longitude columns (names such "
-                         f"as latitude/lat, longitude/lon), found {list(frame.columns)}")
-    id_col = _find_column(frame, _ID_NAMES)
-    ids = [_normalize_id(v) for v in (frame[id_col] if id_col is not None else frame.index).tolist()]
-    values = frame[[lat_col, lon_col]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    return _checked_coordinates(ids, values, label)
-
-
-def _checked_coordinates(ids: list[str], values: np.ndarray, label: str) -> pd.DataFrame:
-    """``[N, 2]`` (latitude, longitude) with their ids, after naming every bad sensor."""
-    repeated = [sensor for sensor, count in Counter(ids).items() if count > 1]
-    if repeated:
-        raise ValueError(f"{label}: sensor ids listed more than once: {_preview(repeated)}")
-    missing = np.flatnonzero(~np.isfinite(values).all(axis=1))
-    if missing.size:
-        raise ValueError(f"{label}: {missing.size} sensors have a missing or non-numeric latitude or "
-                         f"longitude: {_preview([ids[i] for i in missing])}")
-    lat, lon = values[:, 0], values[:, 1]
-    outside = np.flatnonzero((np.abs(lat) > 90) | (np.abs(lon) > 180))
-    if outside.size:
-        shown = [f"{ids[i]} ({lat[i]:g}, {lon[i]:g})" for i in outside[:_SHOWN]]
-        raise ValueError(f"{label}: latitudes must lie in [-90, 90] and longitudes in [-180, 180] "
-                         f"degrees (are the columns swapped?); {outside.size} sensors are outside: "
-                         f"{', '.join(shown)}")
-    return pd.DataFrame({"latitude": lat, "longitude": lon}, index=pd.Index(ids, name="sensor_id"))
-
-
-# --------------------------------------------------------------------------------------------
-# SensorGraph
-# --------------------------------------------------------------------------------------------
 
 
 class SensorGraph:
@@ -864,7 +490,7 @@ class SensorGraph:
         if id_map is not None:
             if node_ids is not None:
                 raise ValueError(f"{label}: pass node_ids or id_map, not both")
-            node_ids = cls._ids_from_map(id_map, label)
+            node_ids = _ids_from_map(id_map, label)
         if node_ids is not None:
             ids = _node_id_list(node_ids, label)
             if num_nodes is not None and num_nodes != len(ids):
@@ -876,87 +502,17 @@ class SensorGraph:
                 raise ValueError(f"{label}: {unknown.size} ids are not among the {len(ids)} "
                                  f"node ids: {_preview(list(unknown))}")
         else:
-            src, dst, n = cls._indices(src_ids, dst_ids, num_nodes, label)
+            src, dst, n = _indices(src_ids, dst_ids, num_nodes, label)
             ids = _default_ids(n)
         src, dst, cost = _merge_duplicates(src, dst, cost, ids, label, on_conflict="raise")
-        values = cls._edge_values(src, dst, cost, ids, weight, label)
+        values = _edge_values(src, dst, cost, ids, weight, label)
         if symmetric:
-            src, dst, values = cls._symmetrize(src, dst, values, ids, label)
+            src, dst, values = _symmetrize(src, dst, values, ids, label)
         return cls._from_coo(ids, src, dst, values, source=label)
 
-    @staticmethod
-    def _ids_from_map(id_map: Mapping[Any, int], label: str) -> list[str]:
-        """Node ids in index order from an id -> index mapping."""
-        ids = [_normalize_id(key) for key in id_map]
-        positions = [int(value) for value in id_map.values()]
-        if sorted(positions) != list(range(len(positions))):
-            raise ValueError(f"{label}: id_map values must be the indices 0..{len(ids) - 1}, "
-                             "each once")
-        ordered = [""] * len(ids)
-        for sensor, position in zip(ids, positions, strict=True):
-            ordered[position] = sensor
-        return ordered
 
-    @staticmethod
-    def _indices(
-        src_ids: np.ndarray, dst_ids: np.ndarray, num_nodes: int | None, label: str
-    ) -> tuple[np.ndarray, np.ndarray, int]:
-        """Parse 0-based node indices and check them against ``num_nodes``."""
-        both = np.concatenate([src_ids, dst_ids])
-        numbers = pd.to_numeric(pd.Series(both), errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(numbers) | (numbers < 0) | (numbers != np.round(numbers))
-        if bad.any():
-            raise ValueError(
-                f"{label}: endpoints must be 0-based node indices when node_ids is None; "
-                f"{int(bad.sum())} are not: {_preview(list(pd.unique(both[bad])))} "
-                "(pass node_ids= for sensor ids)"
-            )
-        indices = numbers.astype(np.int64)
-        n = int(indices.max()) + 1 if num_nodes is None else num_nodes
-        outside = indices >= n
-        if outside.any():
-            raise ValueError(f"{label}: {int(outside.sum())} endpoints are outside the node "
-                             f"range [0, {n}): {_preview(sorted(set(indices[outside].tolist())))}")
-        return indices[: len(src_ids)], indices[len(src_ids):], n
 
-    @staticmethod
-    def _edge_values(
-        src: np.ndarray,
-        dst: np.ndarray,
-        cost: np.ndarray | None,
-        ids: Sequence[str],
-        weight: WeightMode,
-        label: str,
-    ) -> np.ndarray:
-        if weight == "binary" or cost is None:
-            return np.ones(len(src))
-        if weight == "inverse":
-            zero = np.flatnonzero(cost == 0)
-            if zero.size:
-                pairs = [f"{ids[src[i]]}->{ids[dst[i]]}" for i in zero]
-                raise ValueError(f"{label}: weight='inverse' needs positive costs; "
-                                 f"{zero.size} edges have cost 0: {_preview(pairs)}")
-            return 1.0 / cost
-        return cost
 
-    @staticmethod
-    def _symmetrize(
-        src: np.ndarray, dst: np.ndarray, values: np.ndarray, ids: Sequence[str], label: str
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Add reverse edges; a reverse edge already present must carry the same weight."""
-        frame = pd.DataFrame({
-            "src": np.concatenate([src, dst]),
-            "dst": np.concatenate([dst, src]),
-            "w": np.concatenate([values, values]),
-        }).drop_duplicates()
-        clash = frame.duplicated(subset=["src", "dst"], keep=False)
-        if clash.any():
-            pairs = frame.loc[clash & (frame["src"] < frame["dst"]), ["src", "dst"]]
-            shown = [f"{ids[s]}<->{ids[d]}" for s, d in pairs.drop_duplicates()
-                     .itertuples(index=False)]
-            raise ValueError(f"{label}: symmetric=True but {len(shown)} edges are listed in "
-                             f"both directions with different costs: {_preview(shown)}")
-        return frame["src"].to_numpy(), frame["dst"].to_numpy(), frame["w"].to_numpy()
 
     @classmethod
     def from_networkx(
@@ -1060,61 +616,20 @@ class SensorGraph:
             3
         """
         label = source or "coordinates"
-        lat, lon, found_ids = cls._read_coordinates(coords, label)
-        n = lat.shape[0]
-        ids = found_ids if node_ids is None else list(node_ids)
-        if len(ids) != n:
-            raise ValueError(f"{label}: {len(ids)} node ids for {n} coordinates")
-        if (k is None) == (radius_km is None):
-            raise ValueError(f"{label}: pass exactly one of k and radius_km")
-        dist = _haversine_km(lat, lon)
-        np.fill_diagonal(dist, np.inf)
-        if k is not None:
-            if not 1 <= k <= n - 1:
-                raise ValueError(f"{label}: k must lie in [1, {n - 1}], got {k}")
-            dst = np.argsort(dist, axis=1, kind="stable")[:, :k].reshape(-1)
-            src = np.repeat(np.arange(n), k)
-        else:
-            assert radius_km is not None
-            if not radius_km > 0:
-                raise ValueError(f"{label}: radius_km must be positive, got {radius_km}")
-            src, dst = np.nonzero(dist <= radius_km)
-        kept = dist[src, dst]
-        width = float(kept.std()) if sigma is None and kept.size else sigma
-        if width is None or not math.isfinite(width) or width <= 0:
-            raise ValueError(f"{label}: the kernel width sigma must be positive, got {width} "
-                             "(all kept distances equal?); pass sigma=")
-        weights = np.exp(-np.square(kept / width))
-        if threshold is None:
-            threshold = 0.0 if k is not None else _DCRNN_THRESHOLD
-        keep = weights >= threshold
-        if k is not None:
-            alone = np.setdiff1d(np.arange(n), np.concatenate([src[keep], dst[keep]]))
-            if alone.size:
-                _warn(f"{label}: threshold={threshold:g} drops all {k} nearest-neighbour edges of "
-                      f"{alone.size} sensors, which are left isolated: {_preview([ids[i] for i in alone])}; "
-                      f"their neighbours are far compared with sigma={width:g} km; leave threshold "
-                      "unset (0) to keep every sensor's k edges")
-        return cls._from_coo(ids, src[keep], dst[keep], weights[keep],
-                             coordinates=np.stack([lat, lon], axis=1), source=source)
-
-    @staticmethod
-    def _read_coordinates(
-        coords: pd.DataFrame | np.ndarray, label: str
-    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """``(latitude, longitude, ids)`` from a DataFrame or an ``[N, 2]`` array."""
         if isinstance(coords, pd.DataFrame):
             table = coordinates_table(coords, label)
         else:
-            values = _as_dense_array(coords, label)
-            if values.ndim != 2 or values.shape[1] != 2:
-                raise ValueError(f"{label}: expected an [N, 2] array of (latitude, longitude), "
-                                 f"got shape {values.shape}")
-            table = _checked_coordinates(_default_ids(values.shape[0]), values, label)
+            table = _coordinates_array(_as_dense_array(coords, label), label)
         if len(table) < 2:
             raise ValueError(f"{label}: needs at least 2 sensors, got {len(table)}")
-        return (table["latitude"].to_numpy(), table["longitude"].to_numpy(),
-                [str(i) for i in table.index])
+        lat, lon = table["latitude"].to_numpy(), table["longitude"].to_numpy()
+        ids = [str(i) for i in table.index] if node_ids is None else list(node_ids)
+        if len(ids) != len(table):
+            raise ValueError(f"{label}: {len(ids)} node ids for {len(table)} coordinates")
+        src, dst, weights = coordinate_edges(lat, lon, ids, k=k, radius_km=radius_km, sigma=sigma,
+                                             threshold=threshold, label=label)
+        return cls._from_coo(ids, src, dst, weights, coordinates=np.stack([lat, lon], axis=1), source=source)
+
 
     @classmethod
     def from_adj_pickle(cls, path: PathLike) -> SensorGraph:
@@ -1286,15 +801,13 @@ class SensorGraph:
         """
         if policy == "keep":
             return self
-        loop = self.edge_index[0] == self.edge_index[1]
+        from torch_geometric.utils import add_remaining_self_loops, remove_self_loops  # slow import: only here
+
         if policy == "remove":
-            index, weight = self.edge_index[:, ~loop], self.edge_weight[~loop]
+            index, weight = remove_self_loops(self.edge_index, self.edge_weight)
         elif policy == "add":
-            has_loop = torch.zeros(self.num_nodes, dtype=torch.bool)
-            has_loop[self.edge_index[0, loop]] = True
-            new = torch.nonzero(~has_loop).flatten()
-            index = torch.cat([self.edge_index, new.repeat(2, 1)], dim=1)
-            weight = torch.cat([self.edge_weight, torch.ones(new.numel())])
+            index, weight = add_remaining_self_loops(self.edge_index, self.edge_weight, fill_value=1.0,
+                                                     num_nodes=self.num_nodes)
         else:
             raise ValueError(f"{self._label}: unknown self-loop policy {policy!r}; expected "
                              "'keep', 'remove' or 'add'")

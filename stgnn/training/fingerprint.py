@@ -15,7 +15,6 @@ split and the sha256 of every input file.  With it, evaluation and prediction
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any
 import torch
 
 from stgnn.data.dataset import TrafficDataset
-from stgnn.data.registry import get_info, resolve_root
+from stgnn.data.integrity import dataset_folder, sha256_file
+from stgnn.data.registry import get_info
 from stgnn.data.windows import WindowData
 
 __all__ = [
@@ -50,8 +50,9 @@ def data_files(
     """The input files a run reads: the ``custom`` files, or the registry dataset's files present under ``root``."""
     if dataset == "custom" or custom:
         return [Path(custom[k]) for k in _CUSTOM_FILES if custom.get(k)]
-    folder = resolve_root(root) / get_info(dataset).name
-    return [folder / f.name for f in get_info(dataset).files if (folder / f.name).is_file()]
+    info = get_info(dataset)
+    folder = dataset_folder(info, root)
+    return [folder / f.name for f in info.files if (folder / f.name).is_file()]
 
 
 def file_digests(paths: Sequence[Path]) -> dict[str, str]:
@@ -59,8 +60,7 @@ def file_digests(paths: Sequence[Path]) -> dict[str, str]:
     out: dict[str, str] = {}
     for path in paths:
         if path.is_file():
-            with open(path, "rb") as fh:
-                out[path.name] = hashlib.file_digest(fh, "sha256").hexdigest()
+            out[path.name] = sha256_file(path)
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
 from types import TracebackType
 
@@ -66,7 +67,10 @@ class RunLock:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # never O_TRUNC: the holder's pid is in it
-        if fcntl is not None:
+        if fcntl is None:  # pragma: no cover - Windows
+            warnings.warn(f"{self.folder}: no fcntl on this platform; the run folder is not locked "
+                          "against a second process", stacklevel=2)
+        else:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

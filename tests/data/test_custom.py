@@ -107,10 +107,20 @@ def test_irregular_timestamps_resampled_on_request_keep_every_reading(tmp_path):
     stamps = list(pd.date_range("2024-01-01", periods=60, freq="5min"))
     stamps += list(stamps[-1] + pd.Timedelta(minutes=7) * np.arange(1, 31))
     frame = pd.DataFrame({"timestamp": stamps, "S0": np.arange(90.0) + 1})
-    grid, _, values, interval = read_series_table(_write(tmp_path / "r.csv", frame), resample=True)
+    with pytest.warns(UserWarning, match=r"24 off-grid timestamps resampled onto the 5-minute grid; 0 grid steps"):
+        grid, _, values, interval = read_series_table(_write(tmp_path / "r.csv", frame), resample=True)
     assert interval == 5 and (np.diff(grid.values) == np.timedelta64(5, "m")).all()
     observed = values[~np.isnan(values)]
     assert observed.size == 90 and observed.sum() == frame["S0"].sum()  # 7 > 5: one reading per step
+
+
+def test_resampling_averages_rows_that_share_a_grid_step(tmp_path):
+    stamps = list(pd.date_range("2024-01-01", periods=20, freq="5min"))
+    stamps.insert(3, stamps[2] + pd.Timedelta(minutes=2))  # 00:12 joins the 00:10 step
+    frame = pd.DataFrame({"timestamp": stamps, "S0": [float(i) for i in range(21)]})
+    with pytest.warns(UserWarning, match=r"1 off-grid timestamps .* 1 grid steps hold the mean of several rows"):
+        grid, _, values, _ = read_series_table(_write(tmp_path / "r.csv", frame), resample=True)
+    assert len(grid) == 20 and values[2, 0] == 2.5 and values[3, 0] == 4.0
 
 
 def test_interval_is_the_most_common_gap(tmp_path):
@@ -244,7 +254,8 @@ def test_knn_explicit_threshold_that_isolates_warns_why():
 def test_knn_on_the_real_metr_la_locations_leaves_no_node_isolated():
     from pathlib import Path
 
-    from stgnn.data.graph import SensorGraph, coordinates_table
+    from stgnn.data.graph import SensorGraph
+    from stgnn.data.graph_io import coordinates_table
 
     path = Path("/work/shared/data/metr-la/graph_sensor_locations.csv")
     if not path.is_file():

@@ -14,7 +14,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from stgnn.data.graph import SensorGraph, read_dense_csv, read_sensor_ids
+from stgnn.data.graph import SensorGraph
+from stgnn.data.graph_io import read_dense_csv, read_sensor_ids
 from stgnn.data.safe_pickle import load_adj_pickle
 
 

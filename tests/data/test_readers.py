@@ -129,3 +129,15 @@ def test_root_resolution_env_then_default(tmp_path, monkeypatch):
 def test_unknown_dataset_lists_names():
     with pytest.raises(KeyError, match="metr-la"):
         load_dataset("nope")
+
+
+def test_los_loop_repeated_sensor_column_is_named(tmp_path, shared_data):
+    folder = tmp_path / "los-loop"
+    folder.mkdir()
+    lines = (shared_data / "los-loop" / "los_speed.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    header[5] = header[2]  # pandas would have renamed it to "<id>.1"
+    (folder / "los_speed.csv").write_text("\n".join([",".join(header), *lines[1:]]) + "\n")
+    (folder / "los_adj.csv").write_bytes((shared_data / "los-loop" / "los_adj.csv").read_bytes())
+    with pytest.raises(ValueError, match=rf"los_speed.csv: column names repeated in the header: \['{header[2]}'\]"):
+        load_dataset("los-loop", tmp_path, verify=False)

@@ -265,3 +265,14 @@ def test_checkpoint_records_the_data_fingerprint(data, tmp_path):
     assert fp["interval_minutes"] == 5 and fp["num_steps"] == 400
     assert fp["windows"] == {"train": 264, "val": 38, "test": 75}
     assert set(fp["files"]) == {"readings.csv", "sensors.csv"} and all(len(d) == 64 for d in fp["files"].values())
+
+
+def test_validation_split_without_observed_readings_is_named(tmp_path):
+    series, locations = write_data(tmp_path / "data")
+    frame = pd.read_csv(series)
+    frame.iloc[260:340, 1:] = float("nan")  # every target of every validation window is missing
+    frame.to_csv(series, index=False)
+    tr = trainer(make_config(series, locations, epochs=2), tmp_path / "run")
+    with pytest.raises(ValueError, match="readings.csv: the validation split has no observed readings"):
+        tr.fit()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
