@@ -35,6 +35,7 @@ from stgnn.nn import (
     GraphWaveNetLayer,
     NodeLayerNorm,
     STConvBlock,
+    to_dense_adjacency,
 )
 from stgnn.nn.dropout import dropout
 
@@ -274,6 +275,35 @@ def test_node_permutation_equivariance(case: Case) -> None:
     out = case.call(m, x, ei, ew)
     out_p = case.call(m, x.index_select(nd % x.dim(), perm), inv[ei], ew)  # node perm[i] -> i
     torch.testing.assert_close(out_p, out.index_select(nd % out.dim(), perm))
+
+
+# ----------------------------------------------------------------------------- graph layouts
+
+
+GRAPH_CASES = [c for c in CASES if c.name in ("stconv_cheb", "stconv_first_order", "gwnet_layer")]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", GRAPH_CASES, ids=[c.name for c in GRAPH_CASES])
+def test_every_graph_layout_gives_the_same_output(case: Case, dtype: torch.dtype) -> None:
+    """``edge_index`` + weights, dense, ``torch.sparse`` COO / CSR, a PyG ``Data``'s ``edge_attr
+    [E, 1]`` and an int32 ``edge_index`` are the same graph to every block."""
+    m = build(case, dtype)
+    x, ei, ew = inputs(case, dtype)
+    want = case.call(m, x, ei, ew)
+    dense = to_dense_adjacency(ei, ew, N)
+    data = Data(edge_index=ei, edge_attr=ew.view(-1, 1), num_nodes=N)
+    layouts: dict[str, tuple[Tensor, Tensor | None]] = {
+        "dense": (dense, None),
+        "sparse_coo": (dense.to_sparse_coo(), None),
+        "sparse_csr": (dense.to_sparse_csr(), None),
+        "pyg_data": (data.edge_index, data.edge_attr),
+        "int32_edge_index": (ei.int(), ew),
+    }
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {}
+    for name, (graph, weight) in layouts.items():
+        got = case.call(m, x, graph, weight)  # type: ignore[arg-type]
+        torch.testing.assert_close(got, want, **tol, msg=name)
 
 
 # ----------------------------------------------------------------------------- batched graphs
