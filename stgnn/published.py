@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PUBLISHED", "Published", "published_for"]
+__all__ = ["PUBLISHED", "TGCN_TABLE", "Published", "PublishedTGCN", "published_for", "tgcn_published_for"]
 
 Cell = tuple[float, float, float | None]  # MAE, RMSE, MAPE %
 
@@ -69,3 +69,73 @@ PUBLISHED: dict[tuple[str, str], Published] = {
 def published_for(dataset: str, model: str) -> Published | None:
     """The published numbers for ``model`` on ``dataset``, if any."""
     return PUBLISHED.get((dataset, model))
+
+
+# --- T-GCN protocol (Zhao et al., IEEE T-ITS 2020, Table I) -------------------------------------
+
+TGCNCell = dict[str, float | None]  # rmse, mae, accuracy, r2, var (None: "*" in the paper / not recorded)
+
+
+@dataclass(frozen=True)
+class PublishedTGCN:
+    """One row group of T-GCN's Table I: a model on a dataset at 15/30/45/60 min.
+
+    Attributes:
+        horizons: ``"15" / "30" / "45" / "60"`` (minutes) -> ``{"rmse", "mae", "accuracy", "r2",
+            "var"}``; ``None`` where the paper prints "*" or the value was not recorded here.
+        source: Where the numbers come from.
+        verified: True only when each number was checked against the paper text.
+    """
+
+    horizons: dict[str, TGCNCell]
+    source: str
+    verified: bool
+
+
+_TGCN_TABLE_I = (
+    "T-GCN paper (Zhao et al., IEEE T-ITS 2020, arXiv:1811.05320), Table I; transcribed from memory "
+    "of the paper, NOT checked against the paper text (no copy of it was reachable when this table "
+    "was written)"
+)
+_PWC = "T-GCN paper Table I as listed by paperswithcode.com (MAE only); not checked against the paper text"
+
+
+def _cells(*rows: tuple[float | None, ...]) -> dict[str, TGCNCell]:
+    keys = ("rmse", "mae", "accuracy", "r2", "var")
+    return {m: dict(zip(keys, r, strict=True)) for m, r in zip(("15", "30", "45", "60"), rows, strict=True)}
+
+
+_N = None
+TGCN_TABLE: dict[tuple[str, str], PublishedTGCN] = {
+    ("los-loop", "ha"): PublishedTGCN(_cells(*[(7.4427, 4.0145, 0.8733, 0.7121, 0.7121)] * 4), _TGCN_TABLE_I, False),
+    ("los-loop", "arima"): PublishedTGCN(_cells(
+        (10.0439, 7.6832, 0.8275, 0.0025, _N), (9.3450, 7.6891, 0.8275, 0.0031, _N),
+        (10.0508, 7.6924, 0.8273, _N, 0.0035), (_N, _N, _N, _N, _N)), _TGCN_TABLE_I, False),
+    ("los-loop", "svr"): PublishedTGCN(_cells(
+        (6.0084, 3.7285, 0.8977, 0.8123, 0.8146), (6.9588, 3.7248, 0.8815, 0.7492, 0.7523),
+        (7.7504, 4.1288, 0.8680, 0.6899, 0.6947), (8.4388, 4.5036, 0.8562, 0.6336, _N)), _TGCN_TABLE_I, False),
+    ("los-loop", "gcn"): PublishedTGCN(_cells(
+        (7.7922, 5.3525, 0.8673, 0.6843, 0.6844), (8.3353, 5.6118, 0.8581, 0.6402, 0.6404),
+        (8.8036, 5.9534, 0.8500, 0.5999, 0.6001), (9.2657, 6.2892, 0.8421, 0.5583, 0.5593)), _TGCN_TABLE_I, False),
+    ("los-loop", "gru"): PublishedTGCN(_cells(
+        (5.2182, 3.0602, 0.9109, 0.8576, 0.8577), (6.2802, 3.6505, 0.8931, 0.7957, 0.7958),
+        (6.9850, 4.0915, 0.8801, 0.7446, 0.7451), (7.6837, 4.5186, 0.8690, 0.6912, 0.6914)), _TGCN_TABLE_I, False),
+    ("los-loop", "tgcn"): PublishedTGCN(_cells(
+        (5.1264, 3.1802, 0.9127, 0.8634, 0.8634), (6.0598, 3.7466, 0.8968, 0.8098, 0.8100),
+        (6.7065, 4.1158, 0.8857, 0.7679, 0.7684), (7.2677, 4.6021, 0.8762, 0.7283, 0.7290)),
+        _TGCN_TABLE_I + "; the 15-min row equals, to 4 decimals, the score of the authors' released "
+        "out/tgcn_los_lr0.001_batch64_unit64_seq12_pre3_epoch5000/test_result.csv under this package's "
+        "protocol (stgnn.protocols.score)", False),
+    ("sz-taxi", "gru"): PublishedTGCN(_cells(
+        (_N, 2.6814, _N, _N, _N), (_N, 2.7009, _N, _N, _N), (_N, 2.7207, _N, _N, _N), (_N, 2.7431, _N, _N, _N)),
+        _PWC, False),
+    ("sz-taxi", "tgcn"): PublishedTGCN(_cells(
+        (_N, 2.7061, _N, _N, _N), (_N, 2.7452, _N, _N, _N), (_N, 2.7666, _N, _N, _N), (_N, 2.7889, _N, _N, _N)),
+        _PWC, False),
+}
+"""T-GCN's Table I (T-GCN protocol: max-scaled, 80/20, unmasked, best epoch on the test set)."""
+
+
+def tgcn_published_for(dataset: str, model: str) -> PublishedTGCN | None:
+    """The T-GCN Table I numbers for ``model`` on ``dataset``, if any."""
+    return TGCN_TABLE.get((dataset, model))

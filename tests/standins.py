@@ -85,3 +85,19 @@ def write_custom(folder: Path, t: int = 400, n: int = 5) -> tuple[Path, Path]:
     locations = folder / "sensors.csv"
     loc.to_csv(locations, index=False)
     return series, locations
+
+
+def write_sz_taxi(folder: Path, t: int = 2976, n: int = 156, seed: int = 0) -> list[str]:
+    """T-GCN's SZ-taxi: ``sz_speed.csv`` (header of road ids, ``t`` rows, no timestamps, zeros kept)
+    and ``sz_adj.csv`` (0/1 path graph, no header).  Returns the road ids."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [str(90000 + 7 * i) for i in range(n)]
+    values = rng.uniform(0, 60, size=(t, n)).round(6)
+    values[rng.random((t, n)) < 0.05] = 0.0
+    pd.DataFrame(values, columns=ids).to_csv(folder / "sz_speed.csv", index=False)
+    adj = np.zeros((n, n), dtype=int)
+    i = np.arange(n - 1)
+    adj[i, i + 1] = adj[i + 1, i] = 1
+    np.savetxt(folder / "sz_adj.csv", adj, fmt="%d", delimiter=",")
+    return ids

@@ -10,7 +10,8 @@ public entry point.  File formats (see ``datasets/README.md``):
   the ``from,to,cost`` edge list (0-based indices; PEMS03 maps raw ids through
   ``PEMS03.txt``).
 * PeMSD7(M): headerless ``V_228.csv`` (speeds) and ``W_228.csv`` (distances).
-* Los-loop: ``los_speed.csv`` (header = sensor ids) and ``los_adj.csv`` (dense).
+* Los-loop / SZ-taxi (T-GCN release): ``los_speed.csv`` / ``sz_speed.csv`` (header = sensor
+  ids) and ``los_adj.csv`` / ``sz_adj.csv`` (dense, no header).
 """
 
 from __future__ import annotations
@@ -156,16 +157,22 @@ def _read_pemsd7m(folder: Path, info: DatasetInfo) -> TrafficDataset:
     return _finish(info, speeds[:, :, None], graph, None, folder / "PeMSD7_V_228.csv")
 
 
-def _read_los_loop(folder: Path, info: DatasetInfo) -> TrafficDataset:
-    path = folder / "los_speed.csv"
-    frame = read_table(path)  # header = sensor ids: repeated ones are named, not renamed
-    try:
-        values = frame.to_numpy(dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(f"{path}: readings must be numeric ({exc})") from exc
-    graph = SensorGraph.from_dense(read_dense_csv(folder / "los_adj.csv"), list(frame.columns.astype(str)),
-                                   source=str(folder / "los_adj.csv"))
-    return _finish(info, values[:, :, None], graph, None, path)
+def _tgcn_reader(speed_file: str, adj_file: str) -> Callable[[Path, DatasetInfo], TrafficDataset]:
+    """The T-GCN release's layout (Los-loop, SZ-taxi): a speed table whose header holds the sensor
+    ids, no timestamp column, and a headerless dense adjacency in the same sensor order."""
+
+    def read(folder: Path, info: DatasetInfo) -> TrafficDataset:
+        path = folder / speed_file
+        frame = read_table(path)  # header = sensor ids: repeated ones are named, not renamed
+        try:
+            values = frame.to_numpy(dtype=np.float64)
+        except ValueError as exc:
+            raise ValueError(f"{path}: readings must be numeric ({exc})") from exc
+        graph = SensorGraph.from_dense(read_dense_csv(folder / adj_file), list(frame.columns.astype(str)),
+                                       source=str(folder / adj_file))
+        return _finish(info, values[:, :, None], graph, None, path)
+
+    return read
 
 
 READERS: dict[str, Callable[[Path, DatasetInfo], TrafficDataset]] = {
@@ -176,7 +183,8 @@ READERS: dict[str, Callable[[Path, DatasetInfo], TrafficDataset]] = {
     "pems07": _pems_reader("07"),
     "pems08": _pems_reader("08"),
     "pemsd7m": _read_pemsd7m,
-    "los-loop": _read_los_loop,
+    "los-loop": _tgcn_reader("los_speed.csv", "los_adj.csv"),
+    "sz-taxi": _tgcn_reader("sz_speed.csv", "sz_adj.csv"),
 }
 
 
@@ -190,7 +198,7 @@ def load_dataset(
     """Load a benchmark dataset from its canonical files.
 
     Args:
-        name: One of ``metr-la, pems-bay, pems03, pems04, pems07, pems08, pemsd7m, los-loop``.
+        name: One of ``metr-la, pems-bay, pems03, pems04, pems07, pems08, pemsd7m, los-loop, sz-taxi``.
         root: Data root holding one folder per dataset.  Default: ``$STGNN_DATA``, else
             ``./datasets`` (resolved at call time).
         download: When required files are missing and all of them have a direct download

@@ -259,6 +259,28 @@ DATASETS: dict[str, DatasetInfo] = {
         missing_zero=False,
         notes=("Missing readings were imputed by the T-GCN authors; zeros are not masked.",),
     ),
+    "sz-taxi": DatasetInfo(
+        name="sz-taxi",
+        title="SZ-taxi (Shenzhen Luohu district taxi speeds, 156 roads; T-GCN release)",
+        files=(
+            # sz_speed.csv: git blob 9f6331326e34f1e323b84fb91b781250c77a232c in lehaifeng/T-GCN
+            # (no sha256 known: no copy was available to hash)
+            FileInfo("sz_speed.csv", None, f"{_RAW}/lehaifeng/T-GCN/master/data/sz_speed.csv"),
+            FileInfo("sz_adj.csv", "4e40e865b29d73df8404f6cc4c1a0c5ba55aa575aef97a4e9ce4fcd30aad16d6",
+                     f"{_RAW}/lehaifeng/T-GCN/master/data/sz_adj.csv", 48672),
+        ),
+        shape=(2976, 156, 1),
+        interval_minutes=15,
+        units="km/h",
+        feature_names=("speed",),
+        split=(0.7, 0.1, 0.2),
+        source="T-GCN (Zhao et al., IEEE T-ITS 2020), github.com/lehaifeng/T-GCN",
+        licence="MIT (T-GCN repository); taxi trajectories of Shenzhen, January 2015",
+        start="2015-01-01T00:00:00",
+        missing_zero=False,
+        notes=("Read as published: zeros (no taxi on the road in that interval) are kept as readings, "
+               "as the T-GCN protocol scores them.",),
+    ),
 }
 
 

@@ -75,9 +75,10 @@ def test_graph_use() -> None:
     assert not torch.allclose(tgcn(x, EI, EW), tgcn(x, other))
 
 
-def test_node_permutation_equivariance() -> None:
+@pytest.mark.parametrize("name", ["tgcn", "gru", "gcn"])
+def test_node_permutation_equivariance(name: str) -> None:
     torch.manual_seed(0)
-    m = TGCN(SPEC, hidden_channels=8)
+    m = build_model(name, SPEC, hidden_channels=8)
     x = torch.randn(2, 6, N, 1)
     perm = torch.randperm(N)
     inv = torch.argsort(perm)
