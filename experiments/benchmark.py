@@ -11,7 +11,8 @@ nothing from them is copied into stgnn)::
         --adj datasets/metr-la/adj_mx.pkl --threads 2 \\
         --out experiments/results/benchmark.json --markdown experiments/results/benchmark_tables.md
 
-``--part metr`` / ``--part scaling`` runs one half; ``--quick`` runs tiny sizes (a smoke test).
+``--part metr`` / ``--part scaling`` / ``--part compile`` runs one part; ``--quick`` runs tiny
+sizes (a smoke test).
 
 METR-LA size (batch 64, 12 input steps, 207 nodes of the real METR-LA graph, 12 horizons): for
 each model, stgnn ("ours") and the reference side by side, the training step (forward + masked
@@ -41,6 +42,13 @@ process: Python, torch, model, data).  Allocator settings:
 
 Each run does ``--warmup`` untimed steps, then timed steps until ``--min-steps`` are done and
 ``--min-time`` seconds have passed (at most ``--max-steps``), and reports the median.
+
+Compiled vs eager (``--part compile``): ours, METR-LA size, training step, tuned allocator, for
+``stgcn``, ``dcrnn`` and ``gwnet``: the eager model and ``torch.compile(model.forward)``
+(default mode, graph breaks allowed) measured back to back in the same run.  The compiled child
+runs one eager step first (the models cache their graph operators; ``torch.compile`` cannot
+build them) and reports its first compiled step (compilation) separately; inside the compiled
+region the sparse products are gather + ``index_add`` (Dynamo cannot trace sparse tensors).
 
 Scaling: random directed graphs (``deg`` = 8 out-edges per node plus self-loops, the generator
 of parity.py) with 207 ... 10,000 nodes, batch ``--scale-batch`` (16): time per training step
@@ -246,6 +254,13 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             with torch.inference_mode():
                 fwd(x, y, False)
 
+    compile_s = None
+    if spec.get("compile"):
+        step()  # eager: builds the cached graph operators
+        model.forward = torch.compile(model.forward)  # type: ignore[method-assign]
+        t = time.perf_counter()
+        step()  # compiles
+        compile_s = time.perf_counter() - t
     for _ in range(spec["warmup"]):
         step()
     start = time.perf_counter()
@@ -265,6 +280,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": _maxrss_mb(),
         "rss_after_build_mb": rss_built,
         "build_s": build_s,
+        "compile_s": compile_s,
         "tune_malloc": applied,
         "torch_threads": torch.get_num_threads(),
         "params": sum(p.numel() for p in model.parameters()),
@@ -366,6 +382,21 @@ def metr_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
     return jobs
 
 
+def compile_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Eager and compiled training of each graph model, back to back (ours, tuned allocator)."""
+    base = dict(graph="metr-la", adj=str(args.adj), nodes=207, batch=args.batch, threads=args.threads, refs={})
+    jobs = []
+    for model in (m for m in ("stgcn", "dcrnn", "gwnet") if m in args.models):
+        for compiled in (False, True):
+            jobs.append(
+                dict(
+                    base, part="compile", model=model, impl="ours", alloc="env", mode="train", compile=compiled,
+                    warmup=args.warmup, min_steps=args.min_steps, min_time=args.min_time, max_steps=args.max_steps,
+                )  # fmt: skip
+            )
+    return jobs
+
+
 def scaling_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Ours at every size, the references up to ``--ref-max-nodes``, dense Graph WaveNet up to
     ``--dense-max-nodes``.  Steps: 1 warm-up + 2 timed; 1 + 1 where a step takes long (graphs of
@@ -426,7 +457,7 @@ def markdown(results: list[dict[str, Any]], facts: dict[str, Any], args: argpars
         f"{facts['threads']} threads; {facts['date_utc']}; load average at start {facts['load_avg_at_start']}",
         "",
     ]
-    metr = [r for r in results if r.get("graph") == "metr-la"]
+    metr = [r for r in results if r.get("graph") == "metr-la" and r.get("part") != "compile"]
 
     def get(model: str, impl: str, alloc: str, mode: str) -> dict[str, Any] | None:
         for r in metr:
@@ -457,6 +488,18 @@ def markdown(results: list[dict[str, Any]], facts: dict[str, Any], args: argpars
             cells.append("/".join(_fmt(r["peak_rss_mb"] if r else None, ".0f") for r in (o["env"], rf["env"])))
             out.append(f"| {model} | " + " | ".join(cells) + " |")
         out.append("")
+    comp = [r for r in results if r.get("part") == "compile"]
+    if comp:
+        out += [f"### Compiled vs eager (ours, training samples/s, batch {args.batch}, same run)", ""]
+        out.append("| model | eager | compiled | ratio compiled/eager | first compiled step (s) |")
+        out.append("|---|---:|---:|---:|---:|")
+        for model in dict.fromkeys(r["model"] for r in comp):
+            by_mode = {r["compile"]: r for r in comp if r["model"] == model and r.get("ok")}
+            e, c = by_mode.get(False), by_mode.get(True)
+            first = _fmt(c.get("compile_s") if c else None)
+            cells = [_fmt(_value(e, "train")), _fmt(_value(c, "train")), _ratio(c, e, "train"), first]
+            out.append(f"| {model} | " + " | ".join(cells) + " |")
+        out.append("")
     scale = [r for r in results if r.get("part") == "scaling"]
     if scale:
         out += [f"### Scaling (batch {args.scale_batch}, training step, allocator: {args.scale_alloc})", ""]
@@ -478,7 +521,7 @@ def main() -> None:
     parser.add_argument("--ref-dir", action="append", default=[], metavar="NAME=PATH",
                         help="stgcn=..., dcrnn=..., gwnet=... (repeat); models without one run ours only")  # fmt: skip
     parser.add_argument("--adj", type=Path, default=Path("datasets/metr-la/adj_mx.pkl"))
-    parser.add_argument("--part", choices=["all", "metr", "scaling"], default="all")
+    parser.add_argument("--part", choices=["all", "metr", "scaling", "compile"], default="all")
     parser.add_argument("--models", nargs="+", default=list(METR_MODELS), choices=METR_MODELS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
@@ -515,8 +558,10 @@ def main() -> None:
         args.nodes, args.scale_batch, args.timeout = [50, 120], 2, 120.0
     facts = machine_facts(args.threads)
     print(json.dumps(facts), flush=True)
-    jobs = (metr_jobs(args) if args.part in ("all", "metr") else []) + (
-        scaling_jobs(args) if args.part in ("all", "scaling") else []
+    jobs = (
+        (metr_jobs(args) if args.part in ("all", "metr") else [])
+        + (compile_jobs(args) if args.part in ("all", "compile") else [])
+        + (scaling_jobs(args) if args.part in ("all", "scaling") else [])
     )
     results = []
     t_all = time.perf_counter()

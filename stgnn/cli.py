@@ -4,44 +4,87 @@ Commands::
 
     stgnn datasets list|verify NAME|download NAME
     stgnn train    [--model NAME] [--dataset NAME | --series FILE (--locations|--distances|--edges|--adjacency) FILE]
-                   [--config FILE] [--epochs N] [--output DIR] [--data-dir DIR] [--resume]
+                   [--config FILE] [--epochs N] [--output DIR] [--data-dir DIR] [--resume] [--no-download]
+    stgnn reproduce MODEL DATASET | --all  [--results-dir DIR] [--runs-dir DIR] [--no-download]
     stgnn evaluate --checkpoint FILE
     stgnn predict  --checkpoint FILE --at TIMESTAMP [--at ...] --output FILE.csv|.parquet
     stgnn plot     --checkpoint FILE [--sensors 0,5] [--horizon 3] --output DIR
+
+A user error (a bad argument, config value, file or device) ends the command with one line
+per problem, ``stgnn: error: <argument or file>: <problem>``, on stderr and exit status 2;
+``--debug`` shows the traceback instead.  A closed stdout (``stgnn ... | head``) does not stop
+a run: further output is dropped.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import io
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
 import torch
 
 from stgnn.allocator import tune_malloc
-from stgnn.data.download import MissingFilesError, download_dataset, verify_dataset
-from stgnn.data.registry import DATASETS, resolve_root
+from stgnn.configs import available_configs, paper_config_name, paper_config_raw
+from stgnn.data.download import download_dataset, ensure_dataset, verify_dataset
+from stgnn.data.registry import DATASETS, dataset_present, resolve_root
 from stgnn.metrics import MaskedMetrics
 from stgnn.models import MODELS
 from stgnn.published import published_for
 from stgnn.report import horizon_table
-from stgnn.reproduce import CONFIG_DIR, available_configs, dataset_present, reproduce
-from stgnn.training.checkpoint import write_json
-from stgnn.training.config import RunConfig, load_config
-from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint
+from stgnn.reproduce import RESULTS_DIR, reproduce
+from stgnn.training.checkpoint import load_checkpoint, write_json
+from stgnn.training.config import CUSTOM_GRAPH_KEYS, RunConfig, check_device_name, merge, read_config_file
+from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, select_device
 
-__all__ = ["main"]
+__all__ = ["UsageError", "main"]
 
 DEFAULT_MODEL = "stgcn"
+
+
+class UsageError(Exception):
+    """A mistake in the command line; the message starts with the argument it names."""
 
 
 def default_dataset(root: Path) -> str:
     """METR-LA when its files are under ``root``, else Los-loop (a real METR-LA week)."""
     return "metr-la" if dataset_present("metr-la", root) else "los-loop"
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """``path`` (a folder, created later) can be made and written: check its nearest existing ancestor."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UsageError(f"{option} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {probe} is not writable")
+
+
+def _check_device(name: str, option: str) -> None:
+    try:
+        check_device_name(name)
+        select_device(name)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from exc
+
+
+def _ensure_data(cfg: RunConfig, args: argparse.Namespace) -> None:
+    """A benchmark dataset's files are present (downloaded when missing, unless ``--no-download``)."""
+    if cfg.dataset != "custom":
+        ensure_dataset(cfg.dataset, args.data_dir, download=not args.no_download, progress=not args.quiet)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -59,7 +102,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
             print(f"{name:<10} {f'{t} x {n} x {f}':<18} {'yes' if dataset_present(name, root) else 'no':<8} {where}")
         return 0
     if args.name is None:
-        raise SystemExit(f"stgnn datasets {args.action}: give a dataset name ({', '.join(DATASETS)})")
+        raise UsageError(f"datasets {args.action}: give a dataset name ({', '.join(DATASETS)})")
     if args.action == "verify":
         bad = 0
         for st in verify_dataset(args.name, root):
@@ -75,44 +118,63 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
                 bad += 1
             print(f"{st.name:<32} {state}")
         return 1 if bad else 0
-    try:
-        paths = download_dataset(args.name, root, progress=not args.quiet)
-    except MissingFilesError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    paths = download_dataset(args.name, root, progress=not args.quiet)
     for p in paths:
         print(p)
     return 0
 
 
 # --------------------------------------------------------------------------- train
+_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches")
+
+
 def _resolve_config(args: argparse.Namespace) -> RunConfig:
-    custom = {k: getattr(args, k) for k in ("locations", "distances", "edges", "adjacency") if getattr(args, k)}
-    if custom and not args.series:
-        raise SystemExit("--locations/--distances/--edges/--adjacency need --series")
-    if args.series and len(custom) != 1:
-        raise SystemExit("--series needs exactly one of --locations, --distances, --edges, --adjacency")
-    root = resolve_root(args.data_dir)
-    model = args.model or DEFAULT_MODEL
-    dataset = "custom" if args.series else (args.dataset or default_dataset(root))
-    cfg = RunConfig(model=model, dataset=dataset)
-    config_path = Path(args.config) if args.config else CONFIG_DIR / model / f"{dataset}.toml"
-    if args.config or config_path.is_file():
-        cfg = load_config(config_path, cfg)
-        cfg.model = args.model or cfg.model
-        cfg.dataset = "custom" if args.series else (args.dataset or cfg.dataset)
-    if args.series:
-        cfg.custom = {"series": str(Path(args.series).resolve()),
-                      **{k: str(Path(v).resolve()) for k, v in custom.items()}}
-        if args.zero_is_missing:
-            cfg.custom["zero_is_missing"] = True
-    if cfg.model not in MODELS:
-        raise SystemExit(f"unknown model {cfg.model!r}; registered: {', '.join(sorted(MODELS))}")
-    for key in ("epochs", "batch_size", "seed", "device", "lr", "max_batches"):
+    """Defaults < paper config (or ``--config``) < command line, validated once, before any data is read.
+
+    A graph file given on the command line replaces the config's ``[custom]`` graph file (a
+    run has one graph); the other ``[custom]`` keys (``k_neighbors``, ...) are kept.
+    """
+    cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS) if getattr(args, k)}
+    if args.zero_is_missing:
+        cli_custom["zero_is_missing"] = True
+    file_raw: dict[str, Any] = read_config_file(args.config) if args.config else {}
+    source = args.config or "command line"
+    file_custom = file_raw.get("custom") if isinstance(file_raw.get("custom"), dict) else {}
+    custom_run = bool(args.series) or bool(file_custom and file_custom.get("series"))
+    if args.dataset and custom_run:
+        raise UsageError("--dataset: not with own data (--series or a config's [custom] series)")
+    model = args.model or file_raw.get("model") or DEFAULT_MODEL
+    dataset = "custom" if custom_run else (args.dataset or file_raw.get("dataset") or default_dataset(
+        resolve_root(args.data_dir)))
+    if not args.config and isinstance(model, str) and isinstance(dataset, str):
+        file_raw = paper_config_raw(model, dataset) or {}
+        source = paper_config_name(model, dataset) if file_raw else "command line"
+    merged = merge(RunConfig(), file_raw)
+    merged["model"], merged["dataset"] = model, dataset
+    labels: dict[tuple[str, ...], str] = {("model",): "--model", ("dataset",): "--dataset"} if not args.config else {}
+    if cli_custom:
+        if any(k in cli_custom for k in CUSTOM_GRAPH_KEYS):
+            merged["custom"] = {k: v for k, v in merged["custom"].items() if k not in CUSTOM_GRAPH_KEYS}
+        for key, value in cli_custom.items():
+            merged["custom"][key] = str(Path(value).resolve()) if isinstance(value, str) else value
+            labels[("custom", key)] = f"--{key.replace('_', '-')}"
+        labels[("custom",)] = "--series" if args.series else f"--{next(iter(cli_custom)).replace('_', '-')}"
+    for key in _TRAIN_OPTIONS:
         value = getattr(args, key)
         if value is not None:
-            setattr(cfg.train, key, value)
-    return cfg
+            merged["train"][key] = value
+            labels[("train", key)] = f"--{key.replace('_', '-')}"
+    return RunConfig.from_dict(merged, source=source, labels=labels)
+
+
+def _default_output(cfg: RunConfig) -> Path:
+    """``runs/MODEL-DATASET-TIME``, with ``-2``, ``-3`` ... when that folder exists already."""
+    base = Path("runs") / f"{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    output, n = base, 1
+    while output.exists():
+        n += 1
+        output = base.with_name(f"{base.name}-{n}")
+    return output
 
 
 def _print_table(result: dict, dataset: str, model: str, interval: int) -> None:
@@ -121,8 +183,13 @@ def _print_table(result: dict, dataset: str, model: str, interval: int) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.resume and not args.output:
+        raise UsageError("--resume: needs --output, the run folder to continue")
     cfg = _resolve_config(args)
-    output = Path(args.output or Path("runs") / f"{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_device(cfg.train.device, "--device" if args.device else "[train] device")
+    output = Path(args.output) if args.output else _default_output(cfg)
+    _check_writable(output, "--output")
+    _ensure_data(cfg, args)
     exp = Experiment.build(cfg, args.data_dir)
     n_params = sum(p.numel() for p in exp.model.parameters())
     print(f"{exp.dataset!r}\nmodel {cfg.model}: {n_params:,} parameters on {exp.device}; "
@@ -137,30 +204,54 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     root = resolve_root(args.data_dir)
     if args.all:
+        if args.model or args.dataset:
+            raise UsageError("--all: not with MODEL DATASET")
         jobs = [(m, d) for m, d in available_configs() if dataset_present(d, root)]
         if not jobs:
-            raise SystemExit(f"no dataset with a config is present under {root}")
+            raise UsageError(f"--all: no dataset with a paper config is present under {root}")
         print("will run: " + ", ".join(f"{m}/{d}" for m, d in jobs))
     elif args.model and args.dataset:
-        if not (CONFIG_DIR / args.model / f"{args.dataset}.toml").is_file():
+        if (args.model, args.dataset) not in available_configs():
             known = ", ".join(f"{m}/{d}" for m, d in available_configs())
-            raise SystemExit(f"no config experiments/configs/{args.model}/{args.dataset}.toml; have: {known}")
+            name = paper_config_name(args.model, args.dataset)
+            raise UsageError(f"{args.model} {args.dataset}: no paper config {name}; have: {known}")
         jobs = [(args.model, args.dataset)]
     else:
-        raise SystemExit("stgnn reproduce: give MODEL DATASET, or --all")
+        raise UsageError("reproduce: give MODEL DATASET, or --all")
+    if args.device:
+        _check_device(args.device, "--device")
+    _check_writable(Path(args.runs_dir), "--runs-dir")
+    _check_writable(Path(args.results_dir), "--results-dir")
     for model, dataset in jobs:
         record = reproduce(model, dataset, root=root, progress=not args.quiet, runs_dir=args.runs_dir,
-                           train_overrides={"epochs": args.epochs, "device": args.device})
+                           results_dir=args.results_dir, download=not args.no_download,
+                           train_overrides={"epochs": args.epochs, "max_batches": args.max_batches,
+                                            "device": args.device})
         published = published_for(dataset, model)
         print(f"\n{model} on {dataset}: {record['wall_seconds'] / 60:.1f} min on {record['device']}\n")
         print(horizon_table(record["horizons"], published))
-    print("\nupdated experiments/results/RESULTS.md")
+    print(f"\nupdated {Path(args.results_dir) / 'RESULTS.md'}")
     return 0
 
 
 # --------------------------------------------------------------------------- evaluate / predict / plot
-def _cmd_evaluate(args: argparse.Namespace) -> int:
+def _from_checkpoint(args: argparse.Namespace) -> Experiment:
+    """The checkpoint's experiment; its dataset fetched first when missing (unless ``--no-download``)."""
+    state = load_checkpoint(args.checkpoint)
+    cfg = RunConfig.from_dict(state["config"], source=str(args.checkpoint))
+    if args.device:
+        _check_device(args.device, "--device")
+    else:
+        _check_device(cfg.train.device, f"{args.checkpoint}: [train] device (pass --device)")
+    _ensure_data(cfg, args)
     exp, _ = experiment_from_checkpoint(args.checkpoint, args.data_dir, args.device)
+    return exp
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.output:
+        _check_writable(Path(args.output).parent, "--output")
+    exp = _from_checkpoint(args)
     metrics = exp.evaluate(args.split, exp.config.train.eval_batch_size, progress=not args.quiet)
     result = {"horizons": metrics.compute(), "per_step": metrics.per_step(), "split": args.split,
               "checkpoint": str(args.checkpoint), "model": exp.config.model, "dataset": exp.dataset.name}
@@ -175,14 +266,17 @@ def _window_starts_for(exp: Experiment, stamps: Sequence[str]) -> tuple[list[pd.
     index = exp.dataset.timestamps
     starts, origins = [], []
     for text in stamps:
-        ts = pd.Timestamp(text)
+        try:
+            ts = pd.Timestamp(text)
+        except ValueError as exc:
+            raise UsageError(f"--at {text}: not a timestamp ({exc})") from exc
         pos = index.get_indexer([ts])[0]
         if pos < 0:
-            raise SystemExit(f"--at {text}: not a timestamp of {exp.dataset.name} "
+            raise UsageError(f"--at {text}: not a timestamp of {exp.dataset.name} "
                              f"({index[0]} .. {index[-1]}, every {exp.dataset.interval_minutes} min)")
         start = pos - exp.spec.input_len + 1
         if start < 0:
-            raise SystemExit(f"--at {text}: needs {exp.spec.input_len} steps of history; "
+            raise UsageError(f"--at {text}: needs {exp.spec.input_len} steps of history; "
                              f"earliest is {index[exp.spec.input_len - 1]}")
         starts.append(start)
         origins.append(ts)
@@ -190,7 +284,10 @@ def _window_starts_for(exp: Experiment, stamps: Sequence[str]) -> tuple[list[pd.
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    exp, _ = experiment_from_checkpoint(args.checkpoint, args.data_dir, args.device)
+    if Path(args.output).suffix.lower() not in {".csv", ".parquet", ".pq"}:
+        raise UsageError(f"--output {args.output}: must end in .csv or .parquet")
+    _check_writable(Path(args.output).parent, "--output")
+    exp = _from_checkpoint(args)
     origins, starts = _window_starts_for(exp, args.at)
     pred = exp.predict(exp.data.batch(starts))[..., 0].numpy()  # [B, H, N]
     step = pd.Timedelta(minutes=exp.dataset.interval_minutes)
@@ -225,14 +322,18 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise SystemExit("stgnn plot needs matplotlib: pip install 'stgnn[plot]'") from exc
-    exp, _ = experiment_from_checkpoint(args.checkpoint, args.data_dir, args.device)
-    sensors = [int(s) for s in args.sensors.split(",")]
+        raise UsageError("plot: needs matplotlib: pip install 'stgnn[plot]'") from exc
+    try:
+        sensors = [int(s) for s in args.sensors.split(",")]
+    except ValueError as exc:
+        raise UsageError(f"--sensors {args.sensors}: comma-separated node indices, e.g. 0,5") from exc
+    _check_writable(Path(args.output), "--output")
+    exp = _from_checkpoint(args)
     bad = [s for s in sensors if not 0 <= s < exp.dataset.num_nodes]
     if bad:
-        raise SystemExit(f"--sensors {bad}: node indices must be in 0..{exp.dataset.num_nodes - 1}")
+        raise UsageError(f"--sensors {args.sensors}: node indices must be in 0..{exp.dataset.num_nodes - 1}")
     if not 1 <= args.horizon <= exp.spec.horizon:
-        raise SystemExit(f"--horizon must be in 1..{exp.spec.horizon}")
+        raise UsageError(f"--horizon {args.horizon}: must be in 1..{exp.spec.horizon}")
     starts = exp.data.splits[args.split]
     metrics = MaskedMetrics(horizons=[exp.spec.horizon], null_value=exp.config.data.null_value)
     preds, truths, masks = [], [], []
@@ -284,29 +385,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stgnn", description="Spatio-temporal GNNs for traffic forecasting.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--data-dir", default=None, help="data root (default: $STGNN_DATA or ./datasets)")
+    def common(sp: argparse.ArgumentParser, *, downloads: bool = True) -> None:
+        sp.add_argument("--data-dir", default=None, help="data root (default: $STGNN_DATA, else ./datasets)")
+        if downloads:
+            sp.add_argument("--no-download", action="store_true",
+                            help="do not fetch a missing benchmark dataset (default: fetch files with a direct "
+                                 "link, checksummed)")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
     d = sub.add_parser("datasets", help="list, verify or download benchmark datasets")
     d.add_argument("action", choices=["list", "verify", "download"])
     d.add_argument("name", nargs="?", choices=list(DATASETS))
-    common(d)
+    common(d, downloads=False)
     d.set_defaults(func=_cmd_datasets)
 
     t = sub.add_parser("train", help="train and evaluate a model")
     t.add_argument("--model", choices=sorted(MODELS), help=f"model (default {DEFAULT_MODEL})")
     t.add_argument("--dataset", choices=list(DATASETS),
                    help="benchmark dataset (default: metr-la if present under the data root, else los-loop)")
-    t.add_argument("--config", help="TOML config (default: experiments/configs/MODEL/DATASET.toml if it exists)")
+    t.add_argument("--config",
+                   help="TOML config (default: the paper config stgnn/configs/MODEL/DATASET.toml if there is one)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs)")
-    t.add_argument("--output", help="output directory (default runs/MODEL-DATASET-TIME)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint")
+    t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
     g = t.add_argument_group("your own data (instead of --dataset)")
     g.add_argument("--series", help="CSV/Parquet: a timestamp column, then one column per sensor")
     g.add_argument("--locations", help="CSV: sensor_id, latitude, longitude (k-nearest-neighbour graph)")
@@ -322,8 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dataset", nargs="?", choices=list(DATASETS))
     r.add_argument("--all", action="store_true", help="every config whose dataset is present")
     r.add_argument("--epochs", type=int, help="override the paper's epochs (recorded in the results)")
+    r.add_argument("--max-batches", type=int, help="cap training batches per epoch (recorded in the results)")
     r.add_argument("--device", default=None)
-    r.add_argument("--runs-dir", default="runs/reproduce", help="where run directories go")
+    r.add_argument("--runs-dir", default="runs/reproduce", help="where run directories go (default runs/reproduce)")
+    r.add_argument("--results-dir", default=str(RESULTS_DIR),
+                   help=f"where the result tables go (default {RESULTS_DIR}, under the current directory)")
     common(r)
     r.set_defaults(func=_cmd_reproduce)
 
@@ -355,18 +465,99 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _TolerantStdout(io.TextIOBase):
+    """stdout that survives its reader going away (``stgnn train ... | head``).
+
+    On the first broken pipe the file descriptor is pointed at ``os.devnull`` and the
+    rest of the output is dropped, so the run itself goes on and writes its files.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_by_reader = False
+
+    def _drop(self) -> None:
+        self.closed_by_reader = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+            except OSError as exc:
+                if exc.errno != errno.EPIPE:
+                    raise
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._drop()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._stream.encoding
+
+
+@contextmanager
+def _tolerant_stdout() -> Iterator[None]:
+    original = sys.stdout
+    sys.stdout = _TolerantStdout(original)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout = original
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, ValueError, KeyError, OSError)
+"""What ends a command with a one-line message and exit status 2: bad arguments, config values
+(:class:`~stgnn.training.config.ConfigError` is a ``ValueError``), malformed or missing files
+(``ValueError`` / ``FileNotFoundError`` naming the file), unknown names (``KeyError``), and
+folders that cannot be written (``OSError``)."""
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = str(exc)
+        return text if str(exc.filename) in text and not text.startswith("[Errno") else (
+            f"{exc.filename}: {exc.strerror}")
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``stgnn`` console script."""
+    """Entry point of the ``stgnn`` console script; returns the exit status."""
     # keep freed activation memory for reuse instead of returning it to the OS every step
     # (see stgnn.allocator and experiments/results/BENCHMARKS.md; STGNN_MALLOC=default opts out)
     tune_malloc()
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"stgnn {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)  # argparse reports its own errors (exit 2)
+    with _tolerant_stdout():
+        try:
+            return int(args.func(args))
+        except USER_ERRORS as exc:
+            if args.debug:
+                raise
+            # one line per problem; indented lines continue the problem above them
+            for line in (_message(exc) or type(exc).__name__).splitlines():
+                print(line if line[:1].isspace() else f"stgnn: error: {line}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

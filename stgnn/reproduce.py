@@ -1,9 +1,11 @@
 """Reproduce published results: run a model × dataset config and record ours vs published.
 
-``stgnn reproduce MODEL DATASET`` trains with ``experiments/configs/MODEL/DATASET.toml``
-and writes ``experiments/results/DATASET/MODEL.md`` (the horizon table, the command,
-device and wall time) plus a ``.json`` twin; ``experiments/results/RESULTS.md`` is then
-regenerated from every ``.json`` there, so the summary always matches the runs behind it.
+``stgnn reproduce MODEL DATASET`` trains with the paper config ``stgnn/configs/MODEL/DATASET.toml``
+(package data) and writes ``RESULTS_DIR/DATASET/MODEL.md`` (the horizon table, the command,
+device and wall time) plus a ``.json`` twin; ``RESULTS_DIR/RESULTS.md`` is then regenerated
+from every ``.json`` there, so the summary always matches the runs behind it.  The results
+folder is ``./results`` under the current directory unless given (``--results-dir``); this
+repository keeps its own under ``experiments/results``.
 """
 
 from __future__ import annotations
@@ -16,30 +18,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stgnn.data.registry import DATASETS, get_info
+from stgnn.configs import available_configs, paper_config, paper_config_name
+from stgnn.data.download import ensure_dataset
 from stgnn.published import published_for
 from stgnn.report import horizon_table
 from stgnn.training.checkpoint import atomic_write_text, write_json
-from stgnn.training.config import RunConfig, load_config
+from stgnn.training.config import RunConfig, merge
 from stgnn.training.trainer import Experiment, Trainer
 
-__all__ = ["CONFIG_DIR", "RESULTS_DIR", "available_configs", "reproduce", "write_summary"]
+__all__ = ["RESULTS_DIR", "available_configs", "reproduce", "write_summary"]
 
-_REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = _REPO / "experiments" / "configs"
-RESULTS_DIR = _REPO / "experiments" / "results"
-
-
-def available_configs(config_dir: Path = CONFIG_DIR) -> list[tuple[str, str]]:
-    """Every ``(model, dataset)`` with a config file."""
-    return sorted(
-        (p.parent.name, p.stem) for p in config_dir.glob("*/*.toml") if p.stem in DATASETS
-    )
-
-
-def dataset_present(name: str, root: Path) -> bool:
-    """Whether every required file of ``name`` is under ``root``."""
-    return all((root / name / f.name).is_file() for f in get_info(name).files if f.required)
+RESULTS_DIR = Path("results")
+"""Default results folder, relative to the current directory (never inside the package)."""
 
 
 def reproduce(
@@ -52,6 +42,7 @@ def reproduce(
     train_overrides: dict[str, Any] | None = None,
     progress: bool = True,
     command: str | None = None,
+    download: bool = False,
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` with its paper config and record the comparison.
 
@@ -60,24 +51,31 @@ def reproduce(
         dataset: Registered dataset name.
         root: Data root.
         runs_dir: Where the run directory (checkpoint, logs) goes.
-        results_dir: Where the Markdown / JSON results go.
+        results_dir: Where the Markdown / JSON results go (default ``./results``).
         train_overrides: ``[train]`` values that replace the config's (e.g. ``epochs``,
             ``device``); recorded in the results as deviations from the paper config.
         progress: Progress bars.
         command: The command line to record (default: this process's argv).
+        download: Fetch the dataset's missing files that have a direct link (checksummed).
 
     Returns:
         The JSON record written next to the Markdown table.
+
+    Raises:
+        ValueError: No paper config for ``model`` on ``dataset``.
+        ConfigError: An override does not fit the schema.
     """
-    path = CONFIG_DIR / model / f"{dataset}.toml"
-    cfg = load_config(path, RunConfig(model=model, dataset=dataset))
-    cfg.model, cfg.dataset = model, dataset
+    cfg = paper_config(model, dataset)
+    if cfg is None:
+        known = ", ".join(f"{m}/{d}" for m, d in available_configs())
+        raise ValueError(f"no paper config {paper_config_name(model, dataset)}; have: {known}")
     overrides = {k: v for k, v in (train_overrides or {}).items() if v is not None}
     if overrides:
-        cfg = RunConfig.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], **overrides}},
-                                  source="overrides")
+        labels: dict[tuple[str, ...], str] = {("train", k): f"--{k.replace('_', '-')}" for k in overrides}
+        cfg = RunConfig.from_dict(merge(cfg, {"train": overrides}), source="overrides", labels=labels)
     run_dir = Path(runs_dir) / f"{model}-{dataset}"
     start = time.perf_counter()
+    ensure_dataset(dataset, root, download=download, progress=progress)
     exp = Experiment.build(cfg, root)
     result = Trainer(exp, run_dir, progress=progress).fit(resume=(run_dir / "checkpoint.pt").exists())
     wall = time.perf_counter() - start
@@ -87,7 +85,7 @@ def reproduce(
         "model": model,
         "dataset": dataset,
         "command": command or shlex.join(["stgnn", *sys.argv[1:]]),
-        "config": str(path.relative_to(_REPO)) if path.is_relative_to(_REPO) else str(path),
+        "config": paper_config_name(model, dataset),
         "overrides": overrides,
         "device": env.get("cuda_device") or env["device"],
         "torch": env["packages"].get("torch"),

@@ -7,7 +7,8 @@ import pytest
 
 MODULES = [
     "stgnn.nn.adaptive", "stgnn.nn.blocks", "stgnn.nn.diffusion", "stgnn.nn.graph_conv",
-    "stgnn.nn.graph_ops", "stgnn.nn.temporal", "stgnn.models.baselines", "stgnn.models.stgcn",
+    "stgnn.nn.graph_ops", "stgnn.nn.temporal", "stgnn.nn.inits", "stgnn.nn.dropout",
+    "stgnn.models.baselines", "stgnn.models.stgcn",
     "stgnn.models.dcrnn", "stgnn.models.gwnet", "stgnn.metrics", "stgnn.data.graph",
     "stgnn.data.integrity", "stgnn.training.schedules", "stgnn.training.runlock",
     "stgnn.models.tgcn", "stgnn.protocols.tgcn",

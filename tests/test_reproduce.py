@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from stgnn.reproduce import available_configs, reproduce
 
 
@@ -27,3 +29,18 @@ def test_reproduce_records_overrides(tmp_path, shared_data):
                        train_overrides={"epochs": 1, "device": None})
     assert record["overrides"] == {"epochs": 1}
     assert "overrides {'epochs': 1}" in (tmp_path / "results" / "los-loop" / "ha.md").read_text()
+
+
+def test_results_go_under_the_current_directory(tmp_path, shared_data, monkeypatch):
+    # a wheel install must never write into the installed package
+    monkeypatch.chdir(tmp_path)
+    reproduce("ha", "los-loop", root=shared_data, progress=False, command="stgnn reproduce ha los-loop")
+    assert (tmp_path / "results" / "los-loop" / "ha.md").is_file()
+    assert (tmp_path / "runs" / "reproduce" / "ha-los-loop" / "metrics.json").is_file()
+    record = json.loads((tmp_path / "results" / "los-loop" / "ha.json").read_text())
+    assert record["config"] == "stgnn/configs/ha/los-loop.toml"
+
+
+def test_unknown_pair_is_an_error():
+    with pytest.raises(ValueError, match="no paper config stgnn/configs/ha/metr-la.toml"):
+        reproduce("ha", "metr-la")

@@ -8,7 +8,7 @@ writes them in the plain layout a user would bring:
 
 Usage::
 
-    python experiments/own_data/make_example.py --data-dir ../shared/data --out own-data
+    python experiments/own_data/make_example.py --out own-data   # data root: --data-dir, $STGNN_DATA or ./datasets
     stgnn train --model stgcn --series own-data/readings.csv --locations own-data/sensors.csv
 """
 

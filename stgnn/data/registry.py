@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DATASETS", "DatasetInfo", "FileInfo", "get_info", "resolve_root"]
+__all__ = ["DATASETS", "DatasetInfo", "FileInfo", "dataset_present", "get_info", "resolve_root"]
 
 _RAW = "https://raw.githubusercontent.com"
 
@@ -301,3 +301,10 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path("datasets")
+
+
+def dataset_present(name: str, root: str | os.PathLike[str] | None = None) -> bool:
+    """Whether every required file of ``name`` is in its folder under the data root (no hashing)."""
+    info = get_info(name)
+    folder = resolve_root(root) / info.name
+    return all((folder / f.name).is_file() for f in info.files if f.required)

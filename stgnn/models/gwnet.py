@@ -45,8 +45,7 @@ class GraphWaveNet(Forecaster):
     skipped here and get no gradient.
 
     Dropout masks come from :func:`stgnn.nn.dropout.dropout` (the same Bernoulli masks and
-    scaling as ``F.dropout``, drawn 3-5x faster on CPU from another random stream) and the gate
-    ``tanh(f) * sigmoid(g)`` is one fused autograd function (:func:`~stgnn.nn.temporal.tanh_sigmoid_gate`).
+    scaling as ``F.dropout``, drawn 3-5x faster on CPU from another random stream).
 
     Not node-permutation equivariant: the adaptive adjacency's node embeddings are per node and
     tie the model to the node count and order of the training graph.

@@ -9,6 +9,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from stgnn.data.batch import Batch
 from stgnn.models.base import Forecaster, ModelSpec
 from stgnn.nn.blocks import NodeLayerNorm, STConvBlock
 from stgnn.nn.dropout import Dropout
@@ -63,12 +64,24 @@ class STGCN(Forecaster):
       (index ``h * F_out + f``).  This changes only the output block's last layer
       (``128 * (H F_out - F_out) + H F_out - F_out`` more parameters; +1,419 for ``H = 12``,
       ``F_out = 1``).
-    * ``single_step=True``: the paper's iterative mode -- the network predicts one step, the
-      prediction is appended to the input window (oldest step dropped) and the network is run
+    * ``single_step=True``: the paper's iterative inference -- the network predicts one step,
+      the prediction is appended to the input window (oldest step dropped) and the network is run
       again, ``H`` times.  The forecast features must be the first ``F_out`` input channels; the
       other input channels (covariates) of an appended step are copied from the last observed
       step (*deviation*: the paper has no covariates).  With ``horizon = 1`` this is exactly
       hazdzz/STGCN's single-output model.
+
+    Training with ``single_step=True`` (``single_step_training``):
+
+    * ``"rollout"`` (default, the behaviour of earlier versions): the loss is taken on the whole
+      ``H``-step rollout of the model's own predictions, so gradients flow through the fed-back
+      predictions.  *Deviation*: this is not how the paper trains.
+    * ``"one_step"``: the paper's training -- one-step-ahead loss only, iterated at inference.
+      While training, :meth:`forecast` passes the targets and every horizon ``h`` is predicted
+      from the true window (the input shifted by ``h`` steps, ground truth appended; covariates of
+      the appended steps copied from the last observed step, as at inference).  The ``H`` windows
+      run as one batch of ``B H`` samples, and the loss over the ``H`` outputs is the mean
+      one-step-ahead loss.  Evaluation and prediction iterate as above.
 
     Parameter count: with ``reference_compat=True, single_step=True`` and 207 nodes, 1 input and
     1 output feature, 12 input steps, the count equals hazdzz/STGCN's Chebyshev model at its
@@ -77,7 +90,8 @@ class STGCN(Forecaster):
     its checkpoints load key-for-key; ``False`` (default) omits them (229,825).
 
     Implementation: the GLU's residual is folded into the convolution weight
-    (:meth:`~stgnn.nn.GatedTemporalConv.folded_weight`) and the GLU is one fused autograd function;
+    (:meth:`~stgnn.nn.GatedTemporalConv.folded_weight`), so each GLU layer is one convolution and
+    one ``F.glu``;
     dropout masks come from :func:`stgnn.nn.dropout.dropout` (same distribution as ``F.dropout``,
     drawn 3-5x faster on CPU from another random stream).
 
@@ -98,6 +112,8 @@ class STGCN(Forecaster):
         lambda_max: Laplacian's largest eigenvalue; ``None`` computes it (references).
         dropout: Dropout in blocks and output block. Default ``0.5`` (hazdzz/STGCN ``droprate``).
         single_step: Iterated one-step prediction (see above). Default ``False``.
+        single_step_training: ``"rollout"`` (default) or ``"one_step"`` (the paper's training);
+            see above. Only with ``single_step=True``.
         per_node_norm: ``[N, C]`` layer-norm affine parameters (references). Default ``True``.
         bias: Biases everywhere. Default ``True``.
         reference_compat: Register hazdzz's unused align convolutions. Default ``False``.
@@ -130,6 +146,7 @@ class STGCN(Forecaster):
         lambda_max: float | None = None,
         dropout: float = 0.5,
         single_step: bool = False,
+        single_step_training: Literal["rollout", "one_step"] = "rollout",
         per_node_norm: bool = True,
         bias: bool = True,
         reference_compat: bool = False,
@@ -144,6 +161,13 @@ class STGCN(Forecaster):
         self.single_step = single_step
         if single_step and spec.in_channels < spec.out_channels:
             raise ValueError("single_step needs the forecast features among the input features")
+        if single_step_training not in ("rollout", "one_step"):
+            raise ValueError(f"single_step_training must be 'rollout' or 'one_step', got {single_step_training!r}")
+        if single_step_training == "one_step" and not single_step:
+            raise ValueError(
+                "single_step_training='one_step' needs single_step=True (multi-step output has no one-step loss)"
+            )
+        self.single_step_training = single_step_training
         Ko = spec.input_len - num_blocks * 2 * (kernel_size - 1)
         if Ko < 1:
             raise ValueError(
@@ -187,13 +211,45 @@ class STGCN(Forecaster):
         out = self.output(h)  # [N, B, 1, steps * F_out]
         return rearrange(out, "n b 1 (h f) -> b h n f", f=self.spec.out_channels)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
-        """Forecast ``[B, H, N, F_out]`` from ``x [B, T, N, F_in]``."""
+    def forecast(
+        self,
+        batch: Batch,
+        edge_index: Tensor,
+        edge_weight: Tensor | None = None,
+        *,
+        teacher_forcing: float = 0.0,
+    ) -> Tensor:
+        """Forecast ``batch``; while training with ``single_step_training="one_step"``, one step
+        ahead of every true window (``teacher_forcing`` is not used by STGCN)."""
+        if self.training and self.single_step and self.single_step_training == "one_step":
+            return self(batch.x, edge_index, edge_weight, targets=batch.y_scaled)
+        return self(batch.x, edge_index, edge_weight)
+
+    def forward(
+        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, *, targets: Tensor | None = None
+    ) -> Tensor:
+        """Forecast ``[B, H, N, F_out]`` from ``x [B, T, N, F_in]``.
+
+        Args:
+            x: Scaled inputs ``[B, T, N, F_in]``.
+            edge_index: ``[2, E]``.
+            edge_weight: ``[E]`` or ``None``.
+            targets: Scaled targets ``[B, H, N, F_out]`` (``single_step=True`` only): output ``h``
+                is then the one-step prediction from the true window ending just before step
+                ``h`` (teacher-forced, the paper's training) instead of the iterated forecast.
+        """
         if x.dim() != 4 or x.size(-1) != self.spec.in_channels:
             raise ValueError(f"expected x [B, T, N, {self.spec.in_channels}], got {tuple(x.shape)}")
+        f_out = self.spec.out_channels
+        if targets is not None:
+            if not self.single_step:
+                raise ValueError("targets (one-step training) need single_step=True")
+            want = (x.size(0), self.spec.horizon, x.size(2), f_out)
+            if tuple(targets.shape) != want:
+                raise ValueError(f"expected targets {list(want)}, got {list(targets.shape)}")
+            return self._one_step_ahead(x, targets, edge_index, edge_weight)
         if not self.single_step:
             return self._one_pass(x, edge_index, edge_weight)
-        f_out = self.spec.out_channels
         window, preds = x, []
         for _ in range(self.spec.horizon):
             y = self._one_pass(window, edge_index, edge_weight)  # [B, 1, N, F_out]
@@ -201,3 +257,16 @@ class STGCN(Forecaster):
             nxt = torch.cat([y, window[:, -1:, :, f_out:]], dim=-1)
             window = torch.cat([window[:, 1:], nxt], dim=1)
         return torch.cat(preds, dim=1)
+
+    def _one_step_ahead(self, x: Tensor, targets: Tensor, edge_index: Tensor, edge_weight: Tensor | None) -> Tensor:
+        """One-step predictions from the ``H`` true windows, run as one batch of ``B H`` samples."""
+        b, t, n, _ = x.shape
+        h = self.spec.horizon
+        f_out = self.spec.out_channels
+        # the observed steps, then the first H - 1 targets (covariates from the last observed step)
+        future = torch.cat([targets[:, : h - 1], x[:, -1:, :, f_out:].expand(b, h - 1, n, -1)], dim=-1)
+        full = torch.cat([x, future.to(x.dtype)], dim=1)  # [B, T + H - 1, N, F_in]
+        windows = full.unfold(1, t, 1)  # [B, H, N, F_in, T]: window h = steps h .. h + T - 1
+        windows = rearrange(windows, "b h n f t -> (b h) t n f")
+        y = self._one_pass(windows, edge_index, edge_weight)  # [B H, 1, N, F_out]
+        return rearrange(y, "(b h) 1 n f -> b h n f", b=b)

@@ -27,8 +27,11 @@ class AdaptiveAdjacency(nn.Module):
     result is a sparse COO tensor.  *Deviation from the paper* (opt-in): with ``top_k < N`` the
     model is no longer Graph WaveNet's; ``top_k >= N`` equals the dense matrix.
 
-    Graph WaveNet applies ``A`` as ``A^T x`` (its ``nconv`` is einsum ``ncvl,vw->ncwl``); see
-    :func:`stgnn.nn.graph_ops.transpose_operator`.
+    *Operator convention:* the paper writes the graph convolution as
+    ``Z = sum_k (P_f^k X W_k1 + P_b^k X W_k2 + A_adp^k X W_k3)`` (Eq. 6-7); the authors' code (and
+    stgnn, for parity) applies the transposed matrices, ``sum_k ((A_adp^T)^k X W_k3)``, because its
+    ``nconv`` is einsum ``ncvl,vw->ncwl`` (``x'[w] = sum_v A[v, w] x[v]``): a node aggregates
+    along its incoming edges.  :func:`stgnn.nn.graph_ops.transpose_operator` gives ``A^T``.
 
     Args:
         num_nodes: Number of nodes ``N`` (the embeddings are per node).

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.utils import scatter
 
 from stgnn.nn.dropout import Dropout, dropout
 from stgnn.nn.graph_conv import ChebGraphConv, GraphConv
@@ -26,6 +27,11 @@ class NodeLayerNorm(nn.Module):
     ``[N, C]`` (both references; ties the model to one graph's node count and order); with
     ``num_nodes=None`` they are per channel ``[C]`` (node-permutation equivariant, any graph).
 
+    Batched graphs: given the ``batch`` vector of a PyG ``Batch`` (node ``i`` belongs to graph
+    ``batch[i]``), the statistics are taken per graph, over that graph's nodes and all channels,
+    so each graph of a disjoint union is normalised as it is alone (as PyG's
+    ``LayerNorm(mode="graph")``).  Without it all ``N`` nodes are one graph.
+
     Args:
         num_nodes: ``N`` for ``[N, C]`` affine parameters, ``None`` for ``[C]``.
         channels: ``C``.
@@ -38,6 +44,8 @@ class NodeLayerNorm(nn.Module):
     Example:
         >>> ln = NodeLayerNorm(5, 8)
         >>> ln(torch.randn(2, 12, 5, 8)).shape
+        torch.Size([2, 12, 5, 8])
+        >>> NodeLayerNorm(None, 8)(torch.randn(2, 12, 5, 8), batch=torch.tensor([0, 0, 0, 1, 1])).shape
         torch.Size([2, 12, 5, 8])
     """
 
@@ -57,23 +65,47 @@ class NodeLayerNorm(nn.Module):
         nn.init.ones_(self.weight)
         nn.init.zeros_(self.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalise over (node, channel) and apply the affine map."""
+    def extra_repr(self) -> str:
+        return f"num_nodes={self.num_nodes}, channels={self.channels}, eps={self.eps}, node_dim={self.node_dim}"
+
+    def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
+        """Normalise over (node, channel) -- per graph when ``batch`` is given -- and apply the affine map.
+
+        Args:
+            x: ``[..., N, ..., C]`` with nodes at ``node_dim``.
+            batch: Optional ``[N]`` graph index of each node (PyG ``Batch.batch``).
+        """
         nd = self.node_dim % x.dim()
-        if self.num_nodes is not None and x.size(nd) != self.num_nodes:
+        n = x.size(nd)
+        if x.size(-1) != self.channels:
+            raise ValueError(f"NodeLayerNorm was built for {self.channels} channels, got {x.size(-1)}")
+        if self.num_nodes is not None and n != self.num_nodes:
             raise ValueError(
-                f"NodeLayerNorm was built for {self.num_nodes} nodes, got {x.size(nd)} "
-                "(use num_nodes=None for node-agnostic affine parameters)"
+                f"NodeLayerNorm was built for {self.num_nodes} nodes (per-node affine parameters), "
+                f"got {n} (use num_nodes=None for node-agnostic affine parameters)"
             )
         # fused F.layer_norm on a [..., N, C] view (its strided read is ~5x faster than
         # var_mean over the non-adjacent node and channel axes of the models' [N, B, T, C])
         xv = x.movedim(nd, -2)
-        n = xv.size(-2)
         w: Tensor = self.weight
         b: Tensor = self.bias
         if self.num_nodes is None:
             w, b = w.expand(n, -1), b.expand(n, -1)
-        return F.layer_norm(xv, (n, self.channels), w, b, self.eps).movedim(-2, nd)
+        if batch is None:
+            return F.layer_norm(xv, (n, self.channels), w, b, self.eps).movedim(-2, nd)
+        if batch.dim() != 1 or batch.numel() != n or batch.dtype not in (torch.int32, torch.int64):
+            raise ValueError(
+                f"batch must be an integer vector with one graph index per node ([{n}]), "
+                f"got {batch.dtype} of shape {tuple(batch.shape)}"
+            )
+        # per-graph moments over (nodes of the graph, channels): sums over channels, then a
+        # scatter over the node axis into [..., G], read back per node (two-pass variance)
+        counts = scatter(torch.ones_like(batch, dtype=x.dtype), batch, 0, reduce="sum").clamp_min(1) * self.channels
+        mean = scatter(xv.sum(-1), batch, -1, counts.numel(), "sum") / counts
+        centred = xv - mean.index_select(-1, batch).unsqueeze(-1)
+        var = scatter(centred.square().sum(-1), batch, -1, counts.numel(), "sum") / counts
+        inv_std = torch.rsqrt(var + self.eps).index_select(-1, batch).unsqueeze(-1)
+        return torch.addcmul(b, centred * inv_std, w).movedim(-2, nd)
 
 
 class STConvBlock(nn.Module):
@@ -161,13 +193,27 @@ class STConvBlock(nn.Module):
         for m in (self.temporal1, self.align, self.graph_conv, self.temporal2, self.norm):
             m.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
-        """Apply the block (see the class docstring for shapes)."""
+    def extra_repr(self) -> str:
+        return f"num_nodes={self.norm.num_nodes}, node_dim={self.node_dim}, time_dim={self.time_dim}"
+
+    def forward(
+        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, batch: Tensor | None = None
+    ) -> Tensor:
+        """Apply the block (see the class docstring for shapes).
+
+        Args:
+            x: ``[B, T, N, C_in]`` (axes as ``time_dim`` / ``node_dim`` say).
+            edge_index: ``[2, E]`` (or a dense ``[N, N]`` adjacency).
+            edge_weight: ``[E]`` or ``None``.
+            batch: ``[N]`` graph index of each node when the graph is a PyG ``Batch`` (a disjoint
+                union): the graph conv (a computed Chebyshev ``lambda_max``) and the layer norm
+                then work per graph, so each graph gets the result it gets alone.
+        """
         h = self.temporal1(x)
         a = self.align(h)
-        h = torch.relu(self.graph_conv(a, edge_index, edge_weight) + a)
+        h = torch.relu(self.graph_conv(a, edge_index, edge_weight, batch) + a)
         h = self.temporal2(h)
-        return self.dropout(self.norm(h))
+        return self.dropout(self.norm(h, batch))
 
 
 class GraphWaveNetLayer(nn.Module):
@@ -189,6 +235,12 @@ class GraphWaveNetLayer(nn.Module):
     ``skip_steps`` computes the skip projection for the last ``skip_steps`` steps only: Graph
     WaveNet's output reads the skip sum at the last step alone (its input is exactly one
     receptive field long), so the model passes ``1`` and saves the 1x1 conv elsewhere.
+
+    Batched graphs (a PyG ``Batch``, a disjoint union): the gated TCN, the random-walk supports
+    (normalised per node) and the batch norm in eval mode act per node, so each graph gets the
+    result it gets alone.  In training mode the batch norm takes its statistics over the whole
+    mini-batch, every graph of it, as ``torch.nn.BatchNorm1d`` and PyG's ``BatchNorm`` do; an
+    adaptive adjacency is the caller's (block-diagonal for a batch).
 
     Reference weights (layer ``i``): ``filter_convs[i]`` / ``gate_convs[i]`` -> ``tcn`` (see
     :class:`~stgnn.nn.GatedTCN`); ``skip_convs[i].weight[..., 0, 0]`` -> ``skip_conv.weight``;
@@ -267,6 +319,12 @@ class GraphWaveNetLayer(nn.Module):
         if not self.use_gcn or reference_compat:
             self.residual_conv = nn.Linear(dilation_channels, residual_channels, bias=bias)
         self.bn = nn.BatchNorm1d(residual_channels)
+
+    def extra_repr(self) -> str:
+        return (
+            f"supports={self.supports}, adaptive={self.adaptive}, order={self.order}, "
+            f"dropout={self.dropout}, gcn={self.use_gcn}, node_dim={self.node_dim}, time_dim={self.time_dim}"
+        )
 
     def reset_parameters(self) -> None:
         """Re-initialise (``Conv2d`` / ``BatchNorm2d`` defaults, as the reference)."""

@@ -276,6 +276,13 @@ class DCGRUCell(nn.Module):
     def cached(self, value: bool) -> None:
         self.gate_conv.cached = value
 
+    def extra_repr(self) -> str:
+        g = self.gate_conv
+        return (
+            f"{self.in_channels}, {self.hidden_channels}, K={g.K}, cached={g.cached}, "
+            f"bidirectional={g.bidirectional}, reference_compat={g.reference_compat}"
+        )
+
     def operators(
         self, edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int, dtype: torch.dtype
     ) -> list[Operator]:

@@ -7,23 +7,13 @@ dense or ``torch.sparse`` adjacency, a ``SparseTensor`` ``adj_t``) and take ``ca
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from stgnn.nn.graph_ops import OperatorCache, diffusion_features, diffusion_series, feature_coefficients, get_operator
+from stgnn.nn.inits import kaiming_uniform_reset
 
 __all__ = ["ChebGraphConv", "GraphConv"]
-
-
-def _kaiming_reset(weight: Tensor, bias: Tensor | None) -> None:
-    """hazdzz/STGCN's initialisation (``kaiming_uniform_(a=sqrt(5))``, fan-in bounded bias)."""
-    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
-    if bias is not None:
-        fan_in, _ = nn.init._calculate_fan_in_and_fan_out(weight)
-        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        nn.init.uniform_(bias, -bound, bound)
 
 
 class ChebGraphConv(nn.Module):
@@ -101,7 +91,7 @@ class ChebGraphConv(nn.Module):
 
     def reset_parameters(self) -> None:
         """Initialise as hazdzz/STGCN (``kaiming_uniform_(a=sqrt(5))``); forget cached operators."""
-        _kaiming_reset(self.weight, self.bias)
+        kaiming_uniform_reset(self.weight, self.bias)
         self._cache.clear()
 
     def forward(
@@ -182,7 +172,7 @@ class GraphConv(nn.Module):
 
     def reset_parameters(self) -> None:
         """Initialise as hazdzz/STGCN; forget cached operators."""
-        _kaiming_reset(self.weight, self.bias)
+        kaiming_uniform_reset(self.weight, self.bias)
         self._cache.clear()
 
     def forward(

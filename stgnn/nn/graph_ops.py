@@ -440,7 +440,8 @@ def largest_eigenvalue(row: Tensor, col: Tensor, val: Tensor, n: int, batch: Ten
     """Largest eigenvalue of a symmetric sparse matrix (COO), per graph of ``batch``.
 
     Returns ``[G]`` (one graph without ``batch``) in ``val``'s dtype.  Differentiable (dense
-    ``torch.linalg.eigvalsh`` per graph) when ``val`` requires grad; otherwise CPU float64 ARPACK
+    ``torch.linalg.eigvalsh`` per graph) when ``val`` requires grad or inside ``torch.func`` /
+    ``torch.compile``; otherwise CPU float64 ARPACK
     ``eigsh`` (dense ``eigvalsh`` up to 64 nodes, ARPACK needs ``k < n``).  Graphs without nodes
     get 0.
 
@@ -462,7 +463,7 @@ def largest_eigenvalue(row: Tensor, col: Tensor, val: Tensor, n: int, batch: Ten
         local[nodes] = torch.arange(k, device=val.device)
         keep = local[row] >= 0
         r, c, v = local[row[keep]], local[col[keep]], val[keep]
-        if val.requires_grad and torch.is_grad_enabled():
+        if (val.requires_grad and torch.is_grad_enabled()) or _plain_ops_only():
             dense = val.new_zeros(k, k).index_put((r, c), v, accumulate=True)
             out.append(torch.linalg.eigvalsh(dense)[-1])
             continue
@@ -908,10 +909,13 @@ class OperatorCache:
 
     def __init__(self) -> None:
         self._ops: dict[tuple[Any, ...], tuple[tuple[Tensor | None, ...], Operator]] = {}
+        # the same operators without their CSR copies: what torch.compile can trace
+        self._plain: dict[tuple[Any, ...], Operator] = {}
 
     def clear(self) -> None:
         """Forget every operator."""
         self._ops.clear()
+        self._plain.clear()
 
     def __len__(self) -> int:
         return len(self._ops)
@@ -921,16 +925,23 @@ class OperatorCache:
 
     def get(self, key: tuple[Any, ...], graph: tuple[Tensor | None, ...]) -> Operator | None:
         """The operator stored under ``key`` if it was built from ``graph`` (see the class docstring)."""
+        if torch.compiler.is_compiling():
+            plain = self._plain.get(key)
+            if plain is None:
+                raise RuntimeError(
+                    "torch.compile cannot build graph operators (data-dependent sizes): construct the layer "
+                    "with cached=True and run it once eagerly on the graph before calling the compiled module"
+                )
+            return plain
         hit = self._ops.get(key)
         if hit is None:
             return None
-        if torch.compiler.is_compiling():
-            return hit[1]
         return hit[1] if _same_graph(hit[0], graph) else None
 
     def put(self, key: tuple[Any, ...], graph: tuple[Tensor | None, ...], op: Operator) -> None:
         """Store ``op`` with a private copy of ``graph``."""
         self._ops[key] = (tuple(None if t is None else t.detach().clone() for t in graph), op)
+        self._plain[key] = op._replace(csr=None)
 
 
 def _same_graph(a: tuple[Tensor | None, ...], b: tuple[Tensor | None, ...]) -> bool:
@@ -991,13 +1002,18 @@ def get_operator(
         RuntimeError: Under ``torch.jit.trace`` (the graph would be baked into the trace).
     """
     _check_not_tracing()
+    if cache is None and torch.compiler.is_compiling():
+        raise RuntimeError(
+            "torch.compile cannot build graph operators (data-dependent sizes): construct the layer with "
+            "cached=True and run it once eagerly on the graph before calling the compiled module"
+        )
     if cache is None or _requires_grad(edge_index, edge_weight):
         return make_operator(
             kind, edge_index, edge_weight, num_nodes, lambda_max=lambda_max, batch=batch, dtype=dtype
         )
     device = edge_index.device() if _is_sparse_tensor(edge_index) else edge_index.device
     key = (kind, lambda_max, num_nodes, dtype, device)
-    graph = _graph_content(edge_index, edge_weight, batch)
+    graph = () if torch.compiler.is_compiling() else _graph_content(edge_index, edge_weight, batch)
     op = cache.get(key, graph)
     if op is None:
         op = make_operator(kind, edge_index, edge_weight, num_nodes, lambda_max=lambda_max, batch=batch, dtype=dtype)

@@ -1,4 +1,4 @@
-"""Run configuration: dataclasses define the schema, TOML files hold the values.
+"""Run configuration: a pydantic schema defines every key, TOML files hold the values.
 
 A config file holds only what differs from the defaults::
 
@@ -15,214 +15,465 @@ A config file holds only what differs from the defaults::
     [model_params]             # keyword hyper-parameters of the model class
     dropout = 0.3
 
-Unknown keys are errors (naming the file and the key), never silently ignored.
+    [custom]                   # your own data instead of a benchmark (paths relative to this file)
+    series = "readings.csv"
+    locations = "sensors.csv"
+
+Every key is typed and range-checked when the file is parsed, before any data is read:
+unknown keys, values of the wrong type (``epochs = 2.5`` is an error, not 2 or 3 epochs),
+values out of range and names that are not registered are all reported together, one
+line per problem, each naming the file and the key.  ``[model_params]`` is checked
+against the keyword arguments (and their annotated types) of the model class.
 Derived values (number of nodes, input channels) come from the data, never from here.
+The field descriptions below are the reference documentation of every key.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
+import math
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+import typing
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-__all__ = ["DataConfig", "RunConfig", "TrainConfig", "load_config", "to_toml"]
+import tomli_w
+import torch
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from stgnn.data.registry import DATASETS
+from stgnn.models import MODELS
+
+__all__ = [
+    "CUSTOM_GRAPH_KEYS",
+    "ConfigError",
+    "CustomConfig",
+    "DataConfig",
+    "RunConfig",
+    "TrainConfig",
+    "load_config",
+    "check_device_name",
+    "merge",
+    "parse_toml",
+    "read_config_file",
+    "to_toml",
+]
+
+CUSTOM_GRAPH_KEYS = ("locations", "distances", "edges", "adjacency")
+"""The ``[custom]`` keys that describe the graph; exactly one is given."""
 
 
-@dataclass
-class DataConfig:
-    """Windows, split, features.
+class ConfigError(ValueError):
+    """A config (file, checkpoint or command-line values) that does not fit the schema.
 
-    Attributes:
-        input_len: Input steps per window.
-        horizon: Forecast steps.
-        split: Chronological (train, val, test) fractions; empty = the dataset's default.
-        covariates: Covariates appended to the inputs (``time_of_day``, ``day_of_week``).
-        input_features: Reading features fed to the model (empty = all).
-        target_features: Features to forecast.
-        null_value: Target value treated as missing by the metrics and loss (``"none"`` in
-            TOML: no null value).
+    The message holds one line per problem, each naming where the value came from
+    (file and key, or the command-line option).
     """
 
-    input_len: int = 12
-    horizon: int = 12
-    split: list[float] = field(default_factory=list)
-    covariates: list[str] = field(default_factory=lambda: ["time_of_day"])
-    input_features: list[int] = field(default_factory=list)
-    target_features: list[int] = field(default_factory=lambda: [0])
-    null_value: float | None = 0.0
+
+class _Section(BaseModel):
+    # strict: no silent coercion (2.5 is not an int, "3" is not a number, 1 is not a bool);
+    # validate_assignment: `cfg.train.epochs = 0` is checked like a value read from a file.
+    model_config = ConfigDict(
+        extra="forbid", strict=True, validate_assignment=True, allow_inf_nan=False
+    )
 
 
-@dataclass
-class TrainConfig:
-    """Optimisation and run control.
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Covariate = Literal["time_of_day", "day_of_week"]
 
-    Attributes:
-        epochs: Maximum epochs.
-        batch_size: Training batch size.
-        eval_batch_size: Validation / test batch size.
-        optimizer: ``adam``, ``adamw`` or ``rmsprop``.
-        lr: Learning rate.
-        weight_decay: Weight decay (L2; decoupled for ``adamw``).
-        adam_eps: Optimizer epsilon.
-        lr_schedule: ``none``, ``multistep`` (``lr_milestones`` / ``lr_gamma``), ``step``
-            (multiply by ``lr_gamma`` every ``lr_step`` epochs) or ``cosine``.
-        lr_milestones: Epochs at which ``multistep`` multiplies the LR by ``lr_gamma``.
-        lr_gamma: Multiplicative LR decay.
-        clip_grad_norm: Max gradient norm (0 disables clipping).
-        patience: Early stopping after this many epochs without a better validation MAE
-            (0 disables early stopping).
-        seed: Seed for weights, shuffling and dropout.
-        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ...
-        amp: Mixed precision (bfloat16 autocast) on CUDA; ignored on CPU.
-        teacher_forcing: ``none`` or ``inverse_sigmoid`` (scheduled sampling, DCRNN).
-        teacher_forcing_tau: ``tau`` of the inverse-sigmoid decay, in training steps.
-        curriculum_steps: Horizon curriculum: the loss covers one more horizon every
-            this many steps (0 disables).
-        max_batches: Stop each training epoch after this many batches (0 = all); for
-            quick runs and tests.
-        num_threads: Torch intra-op threads (0 = torch's default).
+
+class DataConfig(_Section):
+    """Windows, split, features (the ``[data]`` section)."""
+
+    input_len: PositiveInt = Field(12, description="Input steps per window.")
+    horizon: PositiveInt = Field(12, description="Forecast steps.")
+    split: list[Fraction] = Field(
+        default_factory=list,
+        description="Chronological (train, val, test) fractions summing to 1; empty = the dataset's default.",
+    )
+    covariates: list[Covariate] = Field(
+        default_factory=lambda: list[Covariate](["time_of_day"]),
+        description="Covariates appended to the inputs: time_of_day, day_of_week.",
+    )
+    input_features: list[NonNegativeInt] = Field(
+        default_factory=list, description="Reading features (indices) fed to the model; empty = all."
+    )
+    target_features: list[NonNegativeInt] = Field(
+        default_factory=lambda: [0], min_length=1, description="Reading features (indices) to forecast."
+    )
+    null_value: float | None = Field(
+        None,
+        description=(
+            'A target value that the metrics and the loss treat as missing, on top of the dataset\'s own '
+            'mask; "none" (the default) = only the mask. The benchmark datasets whose published files '
+            "store missing readings as 0 already mark them in their mask, so real zeros in your own "
+            "data are never dropped unless you ask for it here or with zero_is_missing."
+        ),
+    )
+
+    @field_validator("null_value", mode="before")
+    @classmethod
+    def _none_string(cls, value: Any) -> Any:
+        # TOML has no null: "none" (documented) stands for None, in files and checkpoints alike
+        return None if value == "none" else value
+
+    @field_validator("split")
+    @classmethod
+    def _split_sums_to_one(cls, value: list[float]) -> list[float]:
+        if value and (len(value) != 3 or not math.isclose(sum(value), 1.0, abs_tol=1e-6)):
+            raise ValueError(f"must be empty or three fractions (train, val, test) summing to 1, got {value}")
+        if value and value[0] <= 0:
+            raise ValueError(f"the train fraction must be > 0, got {value}")
+        return value
+
+    @field_validator("covariates", "input_features", "target_features")
+    @classmethod
+    def _no_duplicates(cls, value: list[Any]) -> list[Any]:
+        repeated = sorted({str(v) for v in value if value.count(v) > 1})
+        if repeated:
+            raise ValueError(f"repeated entries {', '.join(repeated)}")
+        return value
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it is ``auto`` or a device name torch parses (availability is checked when the run starts).
+
+    Raises:
+        ValueError: Not a device name, or a device type stgnn does not support.
     """
-
-    epochs: int = 100
-    batch_size: int = 64
-    eval_batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    adam_eps: float = 1e-8
-    lr_schedule: str = "none"
-    lr_milestones: list[int] = field(default_factory=list)
-    lr_gamma: float = 0.1
-    lr_step: int = 10
-    clip_grad_norm: float = 5.0
-    patience: int = 10
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    teacher_forcing: str = "none"
-    teacher_forcing_tau: float = 2000.0
-    curriculum_steps: int = 0
-    max_batches: int = 0
-    num_threads: int = 0
+    if name == "auto":
+        return name
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{name!r} is not a device name; use auto, cpu, cuda, cuda:0, ...") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{name!r}: device type {device.type!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
+    return name
 
 
-@dataclass
-class RunConfig:
-    """Everything that determines a run.
+class TrainConfig(_Section):
+    """Optimisation and run control (the ``[train]`` section)."""
 
-    Attributes:
-        model: Registered model name.
-        dataset: Registered dataset name, or ``custom`` with ``custom`` paths set.
-        data: Window / split / feature settings.
-        train: Optimisation settings.
-        model_params: Keyword hyper-parameters passed to the model class.
-        custom: For your own data: ``series`` and one of ``locations`` /
-            ``distances`` / ``edges`` / ``adjacency`` (paths), plus optional
-            ``zero_is_missing`` and ``k_neighbors``.
-    """
+    epochs: PositiveInt = Field(100, description="Maximum epochs.")
+    batch_size: PositiveInt = Field(64, description="Training batch size.")
+    eval_batch_size: PositiveInt = Field(64, description="Validation / test batch size.")
+    optimizer: Literal["adam", "adamw", "rmsprop"] = Field("adam", description="adam, adamw or rmsprop.")
+    lr: float = Field(1e-3, gt=0.0, description="Learning rate.")
+    weight_decay: float = Field(0.0, ge=0.0, description="Weight decay (L2; decoupled for adamw).")
+    adam_eps: float = Field(1e-8, gt=0.0, description="Optimizer epsilon.")
+    lr_schedule: Literal["none", "multistep", "step", "cosine"] = Field(
+        "none",
+        description=(
+            "none; multistep (multiply by lr_gamma at each of lr_milestones); step (multiply by "
+            "lr_gamma every lr_step epochs); cosine (cosine annealing over epochs)."
+        ),
+    )
+    lr_milestones: list[PositiveInt] = Field(
+        default_factory=list, description="Epochs (increasing) at which multistep multiplies the LR by lr_gamma."
+    )
+    lr_gamma: float = Field(0.1, gt=0.0, description="Multiplicative LR decay.")
+    lr_step: PositiveInt = Field(10, description="Epochs between decays of the step schedule.")
+    clip_grad_norm: float = Field(5.0, ge=0.0, description="Max gradient norm (0 disables clipping).")
+    patience: NonNegativeInt = Field(
+        10, description="Early stopping after this many epochs without a better validation MAE (0 disables)."
+    )
+    seed: NonNegativeInt = Field(0, description="Seed for weights, shuffling and dropout.")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, mps.")
+    amp: bool = Field(False, description="Mixed precision (bfloat16 autocast) on CUDA; ignored on CPU.")
+    teacher_forcing: Literal["none", "inverse_sigmoid"] = Field(
+        "none", description="none or inverse_sigmoid (scheduled sampling, DCRNN)."
+    )
+    teacher_forcing_tau: float = Field(2000.0, gt=0.0, description="tau of the inverse-sigmoid decay, in steps.")
+    curriculum_steps: NonNegativeInt = Field(
+        0, description="Horizon curriculum: the loss covers one more horizon every this many steps (0 disables)."
+    )
+    max_batches: NonNegativeInt = Field(
+        0, description="Stop each training epoch after this many batches (0 = all); for quick runs and tests."
+    )
+    num_threads: NonNegativeInt = Field(0, description="Torch intra-op threads (0 = torch's default).")
 
-    model: str = "lstm"
-    dataset: str = "los-loop"
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    model_params: dict[str, Any] = field(default_factory=dict)
-    custom: dict[str, Any] = field(default_factory=dict)
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return check_device_name(value)
+
+    @field_validator("lr_milestones")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(f"must be strictly increasing, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _schedule_needs_milestones(self) -> TrainConfig:
+        if self.lr_schedule == "multistep" and not self.lr_milestones:
+            raise ValueError("lr_schedule = 'multistep' needs lr_milestones")
+        return self
+
+
+class CustomConfig(_Section):
+    """Your own data instead of a benchmark (the ``[custom]`` section; ``--series`` etc.)."""
+
+    series: str | None = Field(
+        None, description="CSV / Parquet readings: a timestamp column, then one column per sensor id."
+    )
+    locations: str | None = Field(
+        None, description="CSV sensor_id, latitude, longitude: k-nearest-neighbour graph (Gaussian kernel)."
+    )
+    distances: str | None = Field(None, description="CSV from, to, cost: road distances (DCRNN's Gaussian kernel).")
+    edges: str | None = Field(None, description="CSV from, to[, weight]: sensor-id pairs.")
+    adjacency: str | None = Field(None, description="Headerless dense N x N CSV in the series' column order.")
+    k_neighbors: PositiveInt = Field(8, description="Neighbours per sensor for locations.")
+    zero_is_missing: bool = Field(False, description="Treat exact zeros in the readings as missing.")
+    units: str = Field("", description="Units of the readings, for reports.")
+
+    def given(self) -> dict[str, Any]:
+        """The keys that are set (not ``None``), as keyword arguments of ``load_custom``."""
+        return self.model_dump(exclude_none=True)
+
+    @model_validator(mode="after")
+    def _one_graph(self) -> CustomConfig:
+        graphs = [k for k in CUSTOM_GRAPH_KEYS if getattr(self, k) is not None]
+        if self.series is not None and len(graphs) != 1:
+            raise ValueError(
+                f"series needs exactly one of {', '.join(CUSTOM_GRAPH_KEYS)}; got {', '.join(graphs) or 'none'}"
+            )
+        if self.series is None and graphs:
+            raise ValueError(f"{', '.join(graphs)} given without series")
+        return self
+
+
+class RunConfig(_Section):
+    """Everything that determines a run."""
+
+    model: str = Field("lstm", description="Registered model name (see stgnn.models.MODELS).")
+    dataset: str = Field(
+        "los-loop", description="Registered dataset name, or 'custom' with the [custom] section set."
+    )
+    data: DataConfig = Field(default_factory=DataConfig, description="Window / split / feature settings.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation settings.")
+    model_params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword hyper-parameters of the model class, checked against it."
+    )
+    custom: CustomConfig = Field(default_factory=CustomConfig, description="Your own data files.")
+
+    @field_validator("model")
+    @classmethod
+    def _registered_model(cls, value: str) -> str:
+        if value not in MODELS:
+            raise ValueError(f"unknown model {value!r}; registered: {', '.join(sorted(MODELS))}")
+        return value
+
+    @field_validator("dataset")
+    @classmethod
+    def _registered_dataset(cls, value: str) -> str:
+        if value != "custom" and value not in DATASETS:
+            raise ValueError(f"unknown dataset {value!r}; registered: {', '.join(DATASETS)}, or custom")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.dataset == "custom" and self.custom.series is None:
+            raise ValueError("dataset 'custom' needs [custom] series (--series) and one graph file")
+        if self.dataset != "custom" and self.custom.series is not None:
+            raise ValueError(
+                f"[custom] series is set but dataset is {self.dataset!r}; set dataset = 'custom' or drop [custom]"
+            )
+        _check_model_params(self.model, self.model_params)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (TOML / JSON / checkpoint friendly)."""
-        out = dataclasses.asdict(self)
-        out["model_params"] = dict(self.model_params)
-        return out
+        return self.model_dump()
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
-        """Inverse of :meth:`to_dict` (also the layout of a TOML config)."""
-        raw = dict(raw)
-        cfg = cls()
-        params = raw.pop("model_params", None)
-        if params is not None and not isinstance(params, dict):
-            raise ValueError(f"{source}: [model_params] must be a table")
-        for key, value in raw.items():
-            if key in ("data", "train"):
-                section = getattr(cfg, key)
-                if not isinstance(value, dict):
-                    raise ValueError(f"{source}: [{key}] must be a table")
-                setattr(cfg, key, _update(section, value, f"{source} [{key}]"))
-            elif key in ("model", "dataset"):
-                if not isinstance(value, str):
-                    raise ValueError(f"{source}: {key!r} must be a string")
-                setattr(cfg, key, value)
-            elif key == "custom":
-                cfg.custom = dict(value)
-            else:
-                raise ValueError(
-                f"{source}: unknown key {key!r} (known: model, dataset, data, train, model_params, custom)"
-            )
-        if params:
-            cfg.model_params = dict(params)
-        return cfg
+    def from_dict(
+        cls, raw: dict[str, Any], source: str = "config", labels: dict[tuple[str, ...], str] | None = None
+    ) -> RunConfig:
+        """Validate a nested dict (the layout of :meth:`to_dict` and of a TOML config).
+
+        Args:
+            raw: The values.
+            source: Where they came from (a file name), prefixed to every problem.
+            labels: Names to use instead of ``source [section] key`` for some keys, e.g.
+                ``{("train", "epochs"): "--epochs"}`` for values given on the command line.
+
+        Raises:
+            ConfigError: One line per problem, each naming the source and key.
+        """
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, source, labels or {})) from None
 
 
-def _update(obj: Any, values: dict[str, Any], source: str) -> Any:
-    known = {f.name: f for f in fields(obj)}
-    changes: dict[str, Any] = {}
+def _describe(exc: ValidationError, source: str, labels: dict[tuple[str, ...], str]) -> str:
+    """One line per problem: ``source [section] key: problem``."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(str(p) for p in err["loc"])
+        where = _where(loc, source, labels)
+        lines += [f"{where}: {line}" for line in _problem(err).splitlines()]
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _where(loc: tuple[str, ...], source: str, labels: dict[tuple[str, ...], str]) -> str:
+    if loc in labels:
+        return labels[loc]
+    if not loc:
+        return source
+    if len(loc) == 1:
+        table = loc[0] in ("data", "train", "custom", "model_params")
+        return f"{source}: [{loc[0]}]" if table else f"{source}: {loc[0]}"
+    return f"{source}: [{loc[0]}] {'.'.join(loc[1:])}"
+
+
+def _problem(err: ErrorDetails) -> str:
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        section = _SECTIONS.get(tuple(str(p) for p in err["loc"][:-1]))
+        return "unknown key" + (f"; known: {', '.join(section.model_fields)}" if section else "")
+    if err["type"] in ("missing",):
+        return msg.lower()
+    return f"{msg} (got {err['input']!r})" if err["type"] not in ("value_error", "assertion_error") else msg
+
+
+_SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
+    (): RunConfig, ("data",): DataConfig, ("train",): TrainConfig, ("custom",): CustomConfig,
+}
+
+
+# --------------------------------------------------------------------------- model parameters
+@cache
+def _model_parameters(model: str) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
+    """The keyword parameters of a model class (after ``spec``), their type hints, and **kwargs."""
+    init = MODELS[model].__init__
+    params = dict(inspect.signature(init).parameters)
+    hints = typing.get_type_hints(init)
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    keep = {
+        k: p for k, p in list(params.items())[2:]  # self, spec
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    return keep, hints, var_kw
+
+
+def _check_model_params(model: str, values: dict[str, Any]) -> None:
+    params, hints, var_kw = _model_parameters(model)
+    problems = []
     for key, value in values.items():
-        if key not in known:
-            raise ValueError(f"{source}: unknown key {key!r}; known: {', '.join(known)}")
-        if key == "null_value" and value == "none":
-            changes[key] = None
+        if key not in params:
+            if not var_kw:
+                known = ", ".join(params) or "none"
+                problems.append(f"[model_params] {key}: unknown key for model {model!r} (known: {known})")
             continue
-        default = getattr(obj, key)
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ValueError(f"{source}: {key!r} must be true/false, got {value!r}")
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError(f"{source}: {key!r} must be a number, got {value!r}")
-            value = type(default)(value) if isinstance(default, float) or float(value).is_integer() else value
-        if isinstance(default, list) and not isinstance(value, list):
-            raise ValueError(f"{source}: {key!r} must be a list, got {value!r}")
-        changes[key] = value
-    return dataclasses.replace(obj, **changes)
+        hint = hints.get(key)
+        if hint is None:
+            continue
+        try:
+            TypeAdapter(hint).validate_python(value, strict=True)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            problems.append(f"[model_params] {key}: {first['msg']} (got {value!r})")
+    if problems:
+        # raised as ValueError inside a validator; pydantic reports it at the model level
+        raise ValueError("\n".join(problems))
+
+
+# --------------------------------------------------------------------------- TOML
+_PATH_KEYS = ("series", *CUSTOM_GRAPH_KEYS)
 
 
 def load_config(path: str | os.PathLike[str], base: RunConfig | None = None) -> RunConfig:
-    """Read a TOML config over ``base`` (default: the defaults)."""
+    """Read a TOML config over ``base`` (default: the defaults).
+
+    Sections are merged key by key (a file's ``[train]`` replaces only the keys it names).
+    Relative paths in ``[custom]`` are taken relative to the config file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: Invalid TOML, or values that do not fit the schema (one line each).
+    """
+    return RunConfig.from_dict(merge(base or RunConfig(), read_config_file(path)), source=str(path))
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw (not yet validated) table of a TOML config file; relative ``[custom]`` paths made absolute.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: Not a TOML text file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file ({exc})") from exc
+    return parse_toml(text, str(path), relative_to=path.parent)
+
+
+def parse_toml(text: str, source: str, *, relative_to: Path | None = None) -> dict[str, Any]:
+    """The raw table of TOML ``text`` (``source`` names it in errors); see :func:`read_config_file`.
+
+    Raises:
+        ConfigError: Invalid TOML.
+    """
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: invalid TOML ({exc})") from exc
-    merged = (base or RunConfig()).to_dict()
+        raise ConfigError(f"{source}: invalid TOML ({exc})") from exc
+    custom = raw.get("custom")
+    if relative_to is not None and isinstance(custom, dict):
+        for key in _PATH_KEYS:
+            if isinstance(custom.get(key), str):
+                custom[key] = str((relative_to / Path(custom[key]).expanduser()).resolve())
+    return raw
+
+
+def merge(base: RunConfig, raw: dict[str, Any]) -> dict[str, Any]:
+    """``base`` as a dict with ``raw`` laid over it section by section (not yet validated)."""
+    merged = base.to_dict()
     for key, value in raw.items():
-        if key in ("data", "train", "model_params", "custom") and isinstance(value, dict):
-            merged[key] = {**merged.get(key, {}), **value}
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
-    return RunConfig.from_dict(merged, source=str(path))
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+    return merged
 
 
 def to_toml(cfg: RunConfig) -> str:
-    """Serialise the resolved config (``None`` is written as ``"none"``, as TOML has no null)."""
+    """Serialise the resolved config with tomli-w.
+
+    ``null_value = None`` is written as ``"none"`` (TOML has no null); unset ``[custom]``
+    keys and ``None``-valued model parameters whose default is ``None`` are omitted, so the
+    file reads back to the same config.
+    """
     d = cfg.to_dict()
-    lines = [f"model = {_toml_value(d['model'])}", f"dataset = {_toml_value(d['dataset'])}"]
-    for section, key in (("data", "data"), ("train", "train"), ("model_params", "model_params"), ("custom", "custom")):
-        lines.append(f"\n[{section}]")
-        lines += [f"{k} = {_toml_value('none' if v is None else v)}" for k, v in d[key].items()]
-    return "\n".join(lines) + "\n"
+    if d["data"]["null_value"] is None:
+        d["data"]["null_value"] = "none"
+    d["custom"] = {k: v for k, v in d["custom"].items() if v is not None}
+    params, _, _ = _model_parameters(cfg.model)
+    for key, value in list(d["model_params"].items()):
+        if value is None:
+            if key in params and params[key].default is None:
+                del d["model_params"][key]
+            else:
+                raise ConfigError(f"[model_params] {key} = None cannot be written to TOML")
+    return tomli_w.dumps(d)

@@ -65,6 +65,10 @@ def select_device(name: str = "auto") -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} requested but MPS is not available")
     return device
 
 
@@ -93,12 +97,9 @@ class NonFiniteLossError(ValueError):
 
 def load_data(cfg: RunConfig, root: str | os.PathLike[str] | None = None) -> TrafficDataset:
     """The dataset a config names: a registered benchmark, or ``custom`` files."""
-    if cfg.dataset == "custom" or cfg.custom:
-        c = dict(cfg.custom)
-        if "series" not in c:
-            raise ValueError("custom data needs a 'series' file (--series)")
-        series = c.pop("series")
-        return load_custom(series, **c)
+    if cfg.dataset == "custom":  # the schema guarantees a series and one graph file
+        c = cfg.custom.given()
+        return load_custom(c.pop("series"), **c)
     return load_dataset(cfg.dataset, root)
 
 
@@ -159,7 +160,7 @@ class Experiment:
         return cls(
             cfg, ds, data, spec, model, device,
             ds.graph.edge_index.to(device), ds.graph.edge_weight.to(device),
-            data_files(cfg.dataset, cfg.custom, root),
+            data_files(cfg.dataset, cfg.custom.given() if cfg.dataset == "custom" else {}, root),
         )
 
     def fingerprint(self) -> dict[str, Any]:

@@ -294,3 +294,41 @@ def test_dcrnn_checkpoint_same_numbers():
         torch.testing.assert_close(a, b)
     with torch.no_grad():  # no gradient: the plain path
         torch.testing.assert_close(ckpt.eval()(x, ei), plain.eval()(x, ei))
+
+
+def test_stgcn_one_step_training_predicts_each_step_from_the_true_window():
+    """``single_step_training="one_step"`` (the paper's training): while training, output ``h`` is
+    the one-step prediction from the input shifted by ``h`` steps with the true values appended."""
+    model = make("stgcn", single_step=True, single_step_training="one_step").train()
+    ei, ew = graph()
+    bt = batch()
+    out = model.forecast(bt, ei, ew)
+    assert out.shape == (4, 3, N, 1)
+    window = bt.x
+    for h in range(3):
+        torch.testing.assert_close(out[:, h : h + 1], model._one_pass(window, ei, ew))
+        true_next = torch.cat([bt.y_scaled[:, h : h + 1], bt.x[:, -1:, :, 1:]], -1)
+        window = torch.cat([window[:, 1:], true_next], 1)
+    # the targets reach steps h >= 1 only, and only while training
+    other = Batch(**{**vars(bt), "y_scaled": bt.y_scaled + 1.0})
+    changed = model.forecast(other, ei, ew)
+    torch.testing.assert_close(changed[:, 0], out[:, 0])
+    assert not torch.allclose(changed[:, 1:], out[:, 1:])
+    model.eval()
+    torch.testing.assert_close(model.forecast(other, ei, ew), model(bt.x, ei, ew))  # iterated at inference
+    # the default keeps the rollout loss: training forecasts ignore the targets
+    rollout = make("stgcn", single_step=True).train()
+    torch.testing.assert_close(rollout.forecast(other, ei, ew), rollout(bt.x, ei, ew))
+
+
+def test_stgcn_one_step_training_rejects_bad_settings():
+    with pytest.raises(ValueError, match="needs single_step=True"):
+        make("stgcn", single_step_training="one_step")
+    with pytest.raises(ValueError, match="'rollout' or 'one_step'"):
+        make("stgcn", single_step=True, single_step_training="teacher")
+    model = make("stgcn", single_step=True)
+    ei, ew = graph()
+    with pytest.raises(ValueError, match=r"expected targets \[4, 3, 5, 1\]"):
+        model(batch().x, ei, ew, targets=torch.zeros(4, 2, N, 1))
+    with pytest.raises(ValueError, match="need single_step=True"):
+        make("stgcn")(batch().x, ei, ew, targets=batch().y_scaled)

@@ -43,14 +43,16 @@ def test_dropout_statistics_and_gradient():
     assert module.eval()(x) is x
 
 
-def test_glu_and_tanh_sigmoid_gate_match_autograd():
+def test_glu_and_tanh_sigmoid_gate_values_and_all_order_gradients():
     torch.manual_seed(0)
     h = torch.randn(3, 5, 4, 8, dtype=torch.float64, requires_grad=True)
-    f, g = h.chunk(2, dim=-1)
-    torch.testing.assert_close(glu(h), F.glu(h, -1))
+    f, g = h[..., :4], h[..., 4:]
+    torch.testing.assert_close(glu(h), f * torch.sigmoid(g))
     torch.testing.assert_close(tanh_sigmoid_gate(h), torch.tanh(f) * torch.sigmoid(g))
-    assert torch.autograd.gradcheck(glu, (h,))
-    assert torch.autograd.gradcheck(tanh_sigmoid_gate, (h,))
+    for gate in (glu, tanh_sigmoid_gate):
+        assert torch.autograd.gradcheck(gate, (h,))
+        assert torch.autograd.gradgradcheck(gate, (h,))
+        assert torch.autograd.gradcheck(gate, (h,), check_forward_ad=True, check_backward_ad=False)
 
 
 @pytest.mark.parametrize(("c_in", "c_out"), [(2, 6), (6, 6), (6, 3)])
