@@ -64,6 +64,8 @@ class TGCNCell(nn.Module):
         hidden_channels: GRU units per node.
         graph: Use graph convolutions (T-GCN, default) or node-wise linear maps (GRU).
         reference_gates: Split the gates as the authors' code (default ``True``) or per node.
+        cached: Reuse the graph operator while the graph passed in is unchanged (see
+            :class:`~stgnn.nn.GraphConv`). Default ``False``.
 
     Shapes:
         ``x [B, N, in_channels]``, ``h [B, N, hidden_channels]``, ``edge_index [2, E]``,
@@ -77,7 +79,13 @@ class TGCNCell(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, hidden_channels: int, *, graph: bool = True, reference_gates: bool = True
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        *,
+        graph: bool = True,
+        reference_gates: bool = True,
+        cached: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -88,8 +96,8 @@ class TGCNCell(nn.Module):
         self.gates: GraphConv | _NodeLinear
         self.candidate: GraphConv | _NodeLinear
         if graph:
-            self.gates = GraphConv(size, 2 * hidden_channels)
-            self.candidate = GraphConv(size, hidden_channels)
+            self.gates = GraphConv(size, 2 * hidden_channels, cached=cached)
+            self.candidate = GraphConv(size, hidden_channels, cached=cached)
         else:
             self.gates = _NodeLinear(size, 2 * hidden_channels)
             self.candidate = _NodeLinear(size, hidden_channels)
@@ -133,6 +141,7 @@ class TGCN(Forecaster):
         spec: Sizes derived from the data.
         hidden_channels: GRU units per node (default 64, the paper's Los-loop value).
         reference_gates: The authors' gate split (default ``True``); see :class:`TGCNCell`.
+        cached: Reuse the graph operator while the graph passed in is unchanged. Default ``True``.
 
     Shapes:
         forward: ``x [B, T, N, F_in]`` -> ``[B, H, N, F_out]``.
@@ -146,12 +155,14 @@ class TGCN(Forecaster):
 
     uses_graph: ClassVar[bool] = True
 
-    def __init__(self, spec: ModelSpec, hidden_channels: int = 64, reference_gates: bool = True) -> None:
+    def __init__(
+        self, spec: ModelSpec, hidden_channels: int = 64, reference_gates: bool = True, cached: bool = True
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.hidden_channels = hidden_channels
         self.cell = TGCNCell(spec.in_channels, hidden_channels, graph=self.uses_graph,
-                             reference_gates=reference_gates)
+                             reference_gates=reference_gates, cached=cached)
         self.proj = nn.Linear(hidden_channels, spec.horizon * spec.out_channels)
         self.reset_parameters()
 
@@ -196,7 +207,7 @@ class GRU(TGCN):
     uses_graph: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec, hidden_channels: int = 100, reference_gates: bool = True) -> None:
-        super().__init__(spec, hidden_channels, reference_gates)
+        super().__init__(spec, hidden_channels, reference_gates, cached=False)
 
 
 class GCN(Forecaster):
@@ -210,6 +221,7 @@ class GCN(Forecaster):
     Args:
         spec: Sizes derived from the data.
         hidden_channels: Hidden units (default 100).
+        cached: Reuse the graph operator while the graph passed in is unchanged. Default ``True``.
 
     Shapes:
         forward: ``x [B, T, N, F_in]`` -> ``[B, H, N, F_out]``.
@@ -220,11 +232,11 @@ class GCN(Forecaster):
         torch.Size([2, 3, 3, 1])
     """
 
-    def __init__(self, spec: ModelSpec, hidden_channels: int = 100) -> None:
+    def __init__(self, spec: ModelSpec, hidden_channels: int = 100, cached: bool = True) -> None:
         super().__init__()
         self.spec = spec
         self.hidden_channels = hidden_channels
-        self.conv = GraphConv(spec.input_len * spec.in_channels, hidden_channels, bias=False)
+        self.conv = GraphConv(spec.input_len * spec.in_channels, hidden_channels, bias=False, cached=cached)
         self.out = nn.Linear(hidden_channels, spec.horizon * spec.out_channels, bias=False)
         self.reset_parameters()
 

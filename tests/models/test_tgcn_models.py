@@ -87,8 +87,12 @@ def test_graph_use() -> None:
     other = torch.tensor([[0, 4], [4, 0]])
     gru = GRU(SPEC, hidden_channels=8)
     torch.testing.assert_close(gru(x, EI, EW), gru(x, other))  # GRU ignores the graph
-    tgcn = TGCN(SPEC, hidden_channels=8)
+    tgcn = TGCN(SPEC, hidden_channels=8)  # cached=True: a changed graph must not be served from the cache
     assert not torch.allclose(tgcn(x, EI, EW), tgcn(x, other))
+    fresh = TGCN(SPEC, hidden_channels=8, cached=False)
+    fresh.load_state_dict(tgcn.state_dict())
+    torch.testing.assert_close(tgcn(x, other), fresh(x, other))
+    torch.testing.assert_close(tgcn(x, EI, EW), fresh(x, EI, EW))
 
 
 @pytest.mark.parametrize("name", ["tgcn", "gru", "gcn"])
