@@ -182,6 +182,10 @@ def test_reproduce_errors(tmp_path, capsys):
     assert "give MODEL DATASET, or --all" in _error(capsys)
     assert main(["reproduce", "--all", "--data-dir", str(tmp_path)]) == 2
     assert "--all: no dataset with a paper config" in _error(capsys)
+    assert main(["reproduce", "ha", "los-loop", "--epochs", "-3", "--data-dir", str(tmp_path), "--no-download",
+                 "--results-dir", str(tmp_path / "results")]) == 2
+    assert "--epochs: Input should be greater than or equal to 1" in _error(capsys)
+    assert not (tmp_path / "results").exists()
 
 
 def test_train_fetches_a_missing_dataset_unless_told_not_to(tmp_path, monkeypatch, capsys):
