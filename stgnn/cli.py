@@ -24,6 +24,7 @@ import io
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -542,13 +543,34 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
+@contextmanager
+def _plain_warnings(debug: bool) -> Iterator[None]:
+    """Warnings as ``stgnn: warning: <message>`` lines, without the source line that raised them.
+
+    A warning is for the user (a sensor with no reading, data changed since training), so the
+    stgnn code location Python prints with it is noise; ``--debug`` keeps Python's form.
+    """
+    def plain(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+              line: str | None = None) -> str:
+        kind = "" if issubclass(category, UserWarning) else f"{category.__name__}: "
+        return f"stgnn: warning: {kind}{message}\n"
+
+    original = warnings.formatwarning  # catch_warnings() does not restore formatwarning
+    if not debug:
+        warnings.formatwarning = plain
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stgnn`` console script; returns the exit status."""
     # keep freed activation memory for reuse instead of returning it to the OS every step
     # (see stgnn.allocator and experiments/results/BENCHMARKS.md; STGNN_MALLOC=default opts out)
     tune_malloc()
     args = build_parser().parse_args(argv)  # argparse reports its own errors (exit 2)
-    with _tolerant_stdout():
+    with _tolerant_stdout(), _plain_warnings(args.debug):
         try:
             return int(args.func(args))
         except USER_ERRORS as exc:

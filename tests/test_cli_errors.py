@@ -220,6 +220,28 @@ def test_closed_stdout_does_not_stop_a_run(tmp_path, own_data):
     assert (out / "metrics.json").is_file()
 
 
+def test_warnings_are_one_plain_line_each(tmp_path, own_data):
+    # a warning is for the user: "stgnn: warning: <message>", not Python's file:line and source line
+    import pandas as pd
+
+    series, locations = own_data
+    frame = pd.read_csv(series)
+    frame["S2"] = float("nan")
+    frame.to_csv(series, index=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "stgnn", "train", "--model", "last", "--series", str(series),
+            "--locations", str(locations), "--output", str(tmp_path / "run"), "--quiet"]
+    err = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300).stderr
+    assert "stgnn: warning: " + str(series) + ": 1 sensors have no reading at all: 'S2'" in err.splitlines()
+    assert "UserWarning" not in err and ".py:" not in err
+    import warnings
+
+    formatter = warnings.formatwarning
+    assert main(["train", "--model", "last", "--series", str(series), "--locations", str(locations),
+                 "--output", str(tmp_path / "run2"), "--quiet"]) == 0
+    assert warnings.formatwarning is formatter  # the calling program's warnings keep their form
+
+
 def test_make_run_twice_gets_two_folders(tmp_path, monkeypatch):
     # `make run` is `stgnn train` without --output: each run gets its own new folder
     monkeypatch.chdir(tmp_path)

@@ -142,6 +142,25 @@ def _interval(path: Path, stamps: pd.DatetimeIndex) -> pd.Timedelta:
     return pd.Timedelta(step)
 
 
+def _warn_gaps(path: Path, stamps: pd.DatetimeIndex, step: pd.Timedelta, steps: int) -> None:
+    """Say how many grid steps have no row (they become missing readings) and where the longest gap is.
+
+    When gaps outnumber the rows, the timestamps were probably misread (day-first dates such
+    as ``01/03/2012`` read month-first turn two days into two months), so the warning says so.
+    """
+    gaps = stamps[1:] - stamps[:-1]
+    longest = int(np.argmax(gaps))
+    absent = steps - len(stamps)
+    minutes = step // pd.Timedelta(minutes=1)
+    message = (f"{path}: {absent} of the {steps} {minutes}-minute steps from {stamps[0]} to {stamps[-1]} have "
+               f"no row in the file and are missing readings; the longest gap runs from {stamps[longest]} "
+               f"to {stamps[longest + 1]}")
+    if absent > len(stamps):
+        message += (" (more steps are missing than the file has rows: check how the timestamps were read; "
+                    "day-first dates such as 01/03/2012 are read month-first, so write ISO dates, 2012-03-01)")
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def read_series_table(
     path: PathLike,
     *,
@@ -196,7 +215,8 @@ def read_series_table(
                 f"{path}: {int(off_grid.sum())} timestamps are off the {step // pd.Timedelta(minutes=1)}-minute "
                 f"grid that starts at "
                 f"{stamps[0]} (the interval is the most common gap), e.g. {shown}; fix the file or "
-                "resample onto the grid (resample=True: each step takes the mean of its readings)"
+                "resample onto the grid (each grid step takes the mean of its readings): resample = true in a "
+                "config's [custom] section (load_custom(..., resample=True) in Python)"
             )
         resampler = pd.DataFrame(values, index=stamps).resample(step, origin=stamps[0])
         binned, shared = resampler.mean(), int((resampler.size() > 1).sum())
@@ -209,6 +229,7 @@ def read_series_table(
         grid = pd.date_range(stamps[0], stamps[-1], freq=step)
         if len(grid) != len(stamps):
             values = pd.DataFrame(values, index=stamps).reindex(grid).to_numpy()
+            _warn_gaps(path, stamps, step, len(grid))
     return grid, [str(c) for c in frame.columns], values, int(step / pd.Timedelta(minutes=1))
 
 

@@ -54,7 +54,8 @@ def check_readings(values: np.ndarray, node_ids: list[str], timestamps: pd.Datet
         sensors = int(negative.any(axis=(0, 2)).sum())
         warnings.warn(f"{label}: {int(negative.sum())} negative readings in {sensors} sensors (most common: "
                       f"{common}); if a value marks a missing reading (a sentinel such as -9999), "
-                      "declare it as missing (missing_values)", UserWarning, stacklevel=3)
+                      "declare it as missing: missing_values = [-9999] in a config's [custom] section "
+                      "(load_custom(..., missing_values=[-9999]) in Python)", UserWarning, stacklevel=3)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ class MissingFilesError(FileNotFoundError):
         dataset 'metr-la' is incomplete under /x/datasets/metr-la:
           - metr-la.h5 (57,038,056 bytes): not directly downloadable: get it from ...
           - adj_mx.pkl (680,459 bytes): download from https://...
-          Put the files in /x/datasets/metr-la/ or run `stgnn datasets download metr-la`.
+          Put the files in /x/datasets/metr-la/ or run `stgnn datasets download metr-la --data-dir /x/datasets`.
 
     Attributes:
         dataset: Registry name of the dataset.
@@ -149,7 +150,9 @@ class MissingFilesError(FileNotFoundError):
             lines.append(f"  - {f.name}{size}: {m.how}")
         hint = f"  Put the files in {self.folder}{os.sep}"
         if any(f.url for f in self.files):
-            hint += f" or run `stgnn datasets download {dataset}`"
+            # the data root the files were looked for in, so the command fills this folder
+            root = shlex.quote(str(self.folder.parent))
+            hint += f" or run `stgnn datasets download {dataset} --data-dir {root}`"
         lines.append(hint + ".")
         super().__init__("\n".join(lines))
 

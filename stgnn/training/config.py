@@ -240,6 +240,16 @@ class CustomConfig(_Section):
     adjacency: str | None = Field(None, description="Headerless dense N x N CSV in the series' column order.")
     k_neighbors: PositiveInt = Field(8, description="Neighbours per sensor for locations.")
     zero_is_missing: bool = Field(False, description="Treat exact zeros in the readings as missing.")
+    missing_values: list[float] = Field(
+        default_factory=list,
+        description='Sentinel readings that mean "no reading" (e.g. [-9999]); they become missing.',
+    )
+    resample: bool = Field(
+        False,
+        description=(
+            "Average timestamps that are off the sampling grid into their grid steps (default: they are an error)."
+        ),
+    )
     units: str = Field("", description="Units of the readings, for reports.")
 
     def given(self) -> dict[str, Any]:

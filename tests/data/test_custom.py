@@ -21,6 +21,26 @@ def test_locations_graph_and_gap_filling(tmp_path):
     assert ds.graph.num_edges > 0
 
 
+def test_gaps_are_reported_with_the_longest(tmp_path):
+    series, locations = standins.write_custom(tmp_path, t=100, n=3)
+    pd.read_csv(series).drop(index=[10, 11, 40]).to_csv(series, index=False)
+    with pytest.warns(UserWarning, match=r"readings.csv: 3 of the 100 5-minute steps from 2024-01-01 00:00:00 "
+                                         r"to .* have no row .* longest gap runs from 2024-01-01 00:45:00 to "
+                                         r"2024-01-01 01:00:00$"):
+        read_series_table(series)
+
+
+def test_day_first_dates_read_month_first_are_pointed_out(tmp_path):
+    # 01/03/2012 .. 02/03/2012 (two days in March, day first) parse month-first as 3 January and
+    # 3 February: a month of empty steps, which used to surface as "no observed validation readings"
+    series, _ = standins.write_custom(tmp_path, t=400, n=3)
+    frame = pd.read_csv(series)
+    frame["timestamp"] = pd.date_range("2012-03-01", periods=400, freq="5min").strftime("%d/%m/%Y %H:%M")
+    frame.to_csv(series, index=False)
+    with pytest.warns(UserWarning, match=r"more steps are missing than the file has rows.*day-first dates"):
+        read_series_table(series)
+
+
 def test_parquet_and_edge_list(tmp_path):
     series, _ = standins.write_custom(tmp_path, t=50, n=3)
     pq = tmp_path / "r.parquet"

@@ -242,7 +242,9 @@ def test_ensure_dataset_lists_every_missing_file_of_metr_la(tmp_path: Path) -> N
     assert all(m.folder == folder and m.dataset == "metr-la" for m in err.missing)
     assert "metr-la.h5 (57,038,056 bytes)" in msg and "DCRNN" in msg
     assert "adj_mx.pkl (680,459 bytes): download from https://" in msg
-    assert f"Put the files in {folder}{os.sep}" in msg and "stgnn datasets download metr-la" in msg
+    assert f"Put the files in {folder}{os.sep}" in msg
+    # the advised command fills the folder that was searched, not the default data root
+    assert f"stgnn datasets download metr-la --data-dir {tmp_path.absolute()}`" in msg
     assert "graph_sensor_ids.txt" not in msg
     assert [f.name for f in missing_files("metr-la", tmp_path)] == ["metr-la.h5", "adj_mx.pkl"]
 

@@ -120,6 +120,29 @@ def test_default_null_value_keeps_real_zeros():
     assert DataConfig().null_value is None
 
 
+def test_custom_section_declares_sentinels_and_resampling(tmp_path):
+    # the sentinel warning and the off-grid error point at these keys: a command-line user needs them
+    import pandas as pd
+    import standins
+
+    from stgnn.training.trainer import load_data
+
+    series, locations = standins.write_custom(tmp_path, t=40, n=3)
+    frame = pd.read_csv(series)
+    frame.loc[[2, 3], "S0"] = -9999
+    frame.loc[7, "timestamp"] = "2024-01-01 00:37:00"  # off the 5-minute grid
+    frame.to_csv(series, index=False)
+    cfg = tmp_path / "own.toml"
+    cfg.write_text(f'dataset = "custom"\n[custom]\nseries = "{series}"\nlocations = "{locations}"\n'
+                   "missing_values = [-9999]\nresample = true\n")
+    run = load_config(cfg)
+    assert run.custom.missing_values == [-9999.0] and run.custom.resample is True
+    with pytest.warns(UserWarning, match="1 off-grid timestamps resampled"):
+        ds = load_data(run)
+    assert not ds.mask[2:4, 0].any() and ds.mask[:, 1:].all()
+    assert RunConfig.from_dict(run.to_dict()) == run
+
+
 def test_command_line_labels_replace_the_file_name():
     with pytest.raises(ConfigError, match=r"^--epochs: Input should be greater than or equal to 1"):
         RunConfig.from_dict({"train": {"epochs": -3}}, source="x.toml", labels={("train", "epochs"): "--epochs"})
