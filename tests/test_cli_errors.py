@@ -182,6 +182,10 @@ def test_reproduce_errors(tmp_path, capsys):
     assert "give MODEL DATASET, or --all" in _error(capsys)
     assert main(["reproduce", "--all", "--data-dir", str(tmp_path)]) == 2
     assert "--all: no dataset with a paper config" in _error(capsys)
+    assert main(["reproduce", "ha", "los-loop", "--epochs", "-3", "--data-dir", str(tmp_path), "--no-download",
+                 "--results-dir", str(tmp_path / "results")]) == 2
+    assert "--epochs: Input should be greater than or equal to 1" in _error(capsys)
+    assert not (tmp_path / "results").exists()
 
 
 def test_train_fetches_a_missing_dataset_unless_told_not_to(tmp_path, monkeypatch, capsys):
@@ -235,3 +239,11 @@ def test_main_job_without_data_is_a_clear_error(tmp_path, capsys, monkeypatch):
     err = _error(capsys)
     assert "los-loop" in err and "los_speed.csv" in err and str(Path("datasets") / "los-loop") in err
     assert not (tmp_path / "runs").exists()  # nothing written for a run that never started
+
+
+def test_non_integer_option_is_refused_by_the_parser(capsys):
+    # `--epochs 2.5` is not rounded: argparse names the option and exits with status 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--epochs", "2.5"])
+    assert exit_.value.code == 2
+    assert "argument --epochs: invalid int value: '2.5'" in capsys.readouterr().err

@@ -73,3 +73,17 @@ def test_reproduce_example_runs(tmp_path, shared_data):
     summary = (tmp_path / "results" / "RESULTS.md").read_text()
     for model in ("ha", "lstm", "stgcn", "dcrnn", "gwnet"):
         assert f"[{model}](los-loop/{model}.md)" in summary
+
+
+def test_load_dataset_example_runs(shared_data, monkeypatch):
+    (code,) = [b for b in _blocks("python") if "from stgnn.data import load_dataset" in b]
+    monkeypatch.setenv("STGNN_DATA", str(shared_data))
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert tuple(scope["ds"].series.shape) == (2016, 207, 1)
+
+
+def test_every_block_is_covered():
+    markers = ("make run", "stgnn datasets list", "make_example.py", "stgnn reproduce", "make test     #")
+    assert all(any(m in b for m in markers) for b in _blocks("bash"))
+    assert len(_blocks("python")) == 2

@@ -192,11 +192,11 @@ class STGCN(Forecaster):
                     bias,
                     lambda_max=lambda_max,
                     reference_compat=reference_compat,
+                    cached=cached,
                     node_dim=0,
                     time_dim=-2,
                 )  # fmt: skip
             )
-            blocks[-1].graph_conv.cached = cached
             c_in = channels[2]
         self.blocks = nn.ModuleList(blocks)
         steps = 1 if single_step else spec.horizon

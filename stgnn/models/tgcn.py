@@ -49,10 +49,23 @@ class TGCNCell(nn.Module):
     (authors' ``gru.py``).  Initialisation as the authors' code: Glorot-uniform weights, gate bias
     1.0, candidate bias 0.
 
+    **Gate split (deviation of the authors' code from the paper, kept by default).**  The authors'
+    TensorFlow cell (and the PyTorch re-implementation martinwhl/T-GCN-PyTorch) computes the gate
+    output as one ``[B, N * 2H]`` row per sample and splits it into halves along that axis, so
+    ``r`` and ``u`` of node ``i`` are consecutive blocks of ``H`` values of the flattened output
+    (half of node ``i // 2``'s ``2H`` channels for ``r``), not the two channel halves of node
+    ``i``.  The published numbers come from that code, so ``reference_gates=True`` (default)
+    reproduces it (the last hidden state equals martinwhl's ``TGCN`` to 0.0 in float64 with copied
+    weights); ``reference_gates=False`` follows the paper's equations per node (and, unlike the
+    reference, is equivariant to node permutations).
+
     Args:
         in_channels: Input features per node.
         hidden_channels: GRU units per node.
         graph: Use graph convolutions (T-GCN, default) or node-wise linear maps (GRU).
+        reference_gates: Split the gates as the authors' code (default ``True``) or per node.
+        cached: Reuse the graph operator while the graph passed in is unchanged (see
+            :class:`~stgnn.nn.GraphConv`). Default ``False``.
 
     Shapes:
         ``x [B, N, in_channels]``, ``h [B, N, hidden_channels]``, ``edge_index [2, E]``,
@@ -65,17 +78,26 @@ class TGCNCell(nn.Module):
         torch.Size([3, 2, 4])
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, *, graph: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        *,
+        graph: bool = True,
+        reference_gates: bool = True,
+        cached: bool = False,
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.graph = graph
+        self.reference_gates = reference_gates
         size = in_channels + hidden_channels
         self.gates: GraphConv | _NodeLinear
         self.candidate: GraphConv | _NodeLinear
         if graph:
-            self.gates = GraphConv(size, 2 * hidden_channels)
-            self.candidate = GraphConv(size, hidden_channels)
+            self.gates = GraphConv(size, 2 * hidden_channels, cached=cached)
+            self.candidate = GraphConv(size, hidden_channels, cached=cached)
         else:
             self.gates = _NodeLinear(size, 2 * hidden_channels)
             self.candidate = _NodeLinear(size, hidden_channels)
@@ -90,12 +112,19 @@ class TGCNCell(nn.Module):
 
     def forward(self, x: Tensor, h: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         """One step of the recurrence (see the class docstring for shapes)."""
-        r, u = torch.sigmoid(self.gates(torch.cat([x, h], dim=-1), edge_index, edge_weight)).chunk(2, dim=-1)
+        gates = torch.sigmoid(self.gates(torch.cat([x, h], dim=-1), edge_index, edge_weight))  # [B, N, 2H]
+        if self.reference_gates:
+            # the authors' split of the flattened [B, N * 2H] output into halves: r and u take
+            # consecutive blocks of H values across node boundaries, not channels of one node
+            r, u = (part.reshape(h.shape) for part in gates.flatten(-2).chunk(2, dim=-1))
+        else:
+            r, u = gates.chunk(2, dim=-1)
         c = torch.tanh(self.candidate(torch.cat([x, r * h], dim=-1), edge_index, edge_weight))
         return u * h + (1.0 - u) * c
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.hidden_channels}, graph={self.graph}"
+        return (f"{self.in_channels}, {self.hidden_channels}, graph={self.graph}, "
+                f"reference_gates={self.reference_gates}")
 
 
 class TGCN(Forecaster):
@@ -111,6 +140,8 @@ class TGCN(Forecaster):
     Args:
         spec: Sizes derived from the data.
         hidden_channels: GRU units per node (default 64, the paper's Los-loop value).
+        reference_gates: The authors' gate split (default ``True``); see :class:`TGCNCell`.
+        cached: Reuse the graph operator while the graph passed in is unchanged. Default ``True``.
 
     Shapes:
         forward: ``x [B, T, N, F_in]`` -> ``[B, H, N, F_out]``.
@@ -124,11 +155,14 @@ class TGCN(Forecaster):
 
     uses_graph: ClassVar[bool] = True
 
-    def __init__(self, spec: ModelSpec, hidden_channels: int = 64) -> None:
+    def __init__(
+        self, spec: ModelSpec, hidden_channels: int = 64, reference_gates: bool = True, cached: bool = True
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.hidden_channels = hidden_channels
-        self.cell = TGCNCell(spec.in_channels, hidden_channels, graph=self.uses_graph)
+        self.cell = TGCNCell(spec.in_channels, hidden_channels, graph=self.uses_graph,
+                             reference_gates=reference_gates, cached=cached)
         self.proj = nn.Linear(hidden_channels, spec.horizon * spec.out_channels)
         self.reset_parameters()
 
@@ -159,6 +193,7 @@ class GRU(TGCN):
     Args:
         spec: Sizes derived from the data.
         hidden_channels: GRU units (default 100).
+        reference_gates: The authors' gate split (default ``True``); see :class:`TGCNCell`.
 
     Shapes:
         forward: ``x [B, T, N, F_in]`` -> ``[B, H, N, F_out]``.
@@ -171,8 +206,8 @@ class GRU(TGCN):
 
     uses_graph: ClassVar[bool] = False
 
-    def __init__(self, spec: ModelSpec, hidden_channels: int = 100) -> None:
-        super().__init__(spec, hidden_channels)
+    def __init__(self, spec: ModelSpec, hidden_channels: int = 100, reference_gates: bool = True) -> None:
+        super().__init__(spec, hidden_channels, reference_gates, cached=False)
 
 
 class GCN(Forecaster):
@@ -186,6 +221,7 @@ class GCN(Forecaster):
     Args:
         spec: Sizes derived from the data.
         hidden_channels: Hidden units (default 100).
+        cached: Reuse the graph operator while the graph passed in is unchanged. Default ``True``.
 
     Shapes:
         forward: ``x [B, T, N, F_in]`` -> ``[B, H, N, F_out]``.
@@ -196,11 +232,11 @@ class GCN(Forecaster):
         torch.Size([2, 3, 3, 1])
     """
 
-    def __init__(self, spec: ModelSpec, hidden_channels: int = 100) -> None:
+    def __init__(self, spec: ModelSpec, hidden_channels: int = 100, cached: bool = True) -> None:
         super().__init__()
         self.spec = spec
         self.hidden_channels = hidden_channels
-        self.conv = GraphConv(spec.input_len * spec.in_channels, hidden_channels, bias=False)
+        self.conv = GraphConv(spec.input_len * spec.in_channels, hidden_channels, bias=False, cached=cached)
         self.out = nn.Linear(hidden_channels, spec.horizon * spec.out_channels, bias=False)
         self.reset_parameters()
 

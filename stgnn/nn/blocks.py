@@ -133,6 +133,9 @@ class STConvBlock(nn.Module):
         bias: Biases. Default ``True``.
         lambda_max: See :class:`~stgnn.nn.ChebGraphConv`. Default ``None`` (computed).
         reference_compat: Register hazdzz's unused 1x1 align convolutions. Default ``False``.
+        cached: The graph conv reuses the operator built at the first call (as PyG's
+            ``cached=True``; served only while the graph is unchanged, see
+            :class:`~stgnn.nn.OperatorCache`). Default ``False``.
         node_dim: Node axis. Default ``-2``.
         time_dim: Time axis. Default ``-3`` (``[B, T, N, C]``).
 
@@ -161,6 +164,7 @@ class STConvBlock(nn.Module):
         *,
         lambda_max: float | None = None,
         reference_compat: bool = False,
+        cached: bool = False,
         node_dim: int = -2,
         time_dim: int = -3,
     ) -> None:
@@ -175,10 +179,10 @@ class STConvBlock(nn.Module):
         self.graph_conv: ChebGraphConv | GraphConv
         if graph_conv == "cheb":
             self.graph_conv = ChebGraphConv(
-                spatial_channels, spatial_channels, K, bias, lambda_max=lambda_max, node_dim=node_dim
+                spatial_channels, spatial_channels, K, bias, lambda_max=lambda_max, cached=cached, node_dim=node_dim
             )
         elif graph_conv == "first_order":
-            self.graph_conv = GraphConv(spatial_channels, spatial_channels, bias, node_dim=node_dim)
+            self.graph_conv = GraphConv(spatial_channels, spatial_channels, bias, cached=cached, node_dim=node_dim)
         else:
             raise ValueError(f"graph_conv must be 'cheb' or 'first_order', got {graph_conv!r}")
         self.temporal2 = GatedTemporalConv(

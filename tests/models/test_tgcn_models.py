@@ -42,7 +42,7 @@ def test_shapes_and_backward(name: str) -> None:
 
 def test_cell_follows_the_paper_equations() -> None:
     torch.manual_seed(0)
-    cell = TGCNCell(1, 4)
+    cell = TGCNCell(1, 4, reference_gates=False)
     x, h = torch.randn(2, N, 1), torch.randn(2, N, 4)
     A = a_hat()
     wg, bg = cell.gates.weight, cell.gates.bias
@@ -52,6 +52,22 @@ def test_cell_follows_the_paper_equations() -> None:
     c = torch.tanh(A @ torch.cat([x, r * h], -1) @ wc + bc)
     torch.testing.assert_close(cell(x, h, EI, EW), u * h + (1 - u) * c)
     torch.testing.assert_close(cell.gates.bias, torch.ones(8))  # authors' gate bias 1.0
+    # the authors' code splits the flattened [B, N * 2H] gate output into halves instead
+    flat = gates.reshape(2, N * 8)
+    r_ref, u_ref = flat[:, : N * 4].reshape(2, N, 4), flat[:, N * 4 :].reshape(2, N, 4)
+    c_ref = torch.tanh(A @ torch.cat([x, r_ref * h], -1) @ wc + bc)
+    cell.reference_gates = True
+    torch.testing.assert_close(cell(x, h, EI, EW), u_ref * h + (1 - u_ref) * c_ref)
+
+
+def test_reference_gates_equal_paper_gates_on_one_node() -> None:
+    torch.manual_seed(0)
+    paper, ref = TGCNCell(1, 4, reference_gates=False), TGCNCell(1, 4)
+    ref.load_state_dict(paper.state_dict())
+    x, h, ei = torch.randn(3, 1, 1), torch.randn(3, 1, 4), torch.tensor([[0], [0]])
+    torch.testing.assert_close(ref(x, h, ei), paper(x, h, ei))
+    x, h = torch.randn(3, N, 1), torch.randn(3, N, 4)
+    assert not torch.allclose(ref(x, h, EI, EW), paper(x, h, EI, EW))
 
 
 def test_gcn_baseline_formula() -> None:
@@ -71,14 +87,18 @@ def test_graph_use() -> None:
     other = torch.tensor([[0, 4], [4, 0]])
     gru = GRU(SPEC, hidden_channels=8)
     torch.testing.assert_close(gru(x, EI, EW), gru(x, other))  # GRU ignores the graph
-    tgcn = TGCN(SPEC, hidden_channels=8)
+    tgcn = TGCN(SPEC, hidden_channels=8)  # cached=True: a changed graph must not be served from the cache
     assert not torch.allclose(tgcn(x, EI, EW), tgcn(x, other))
+    fresh = TGCN(SPEC, hidden_channels=8, cached=False)
+    fresh.load_state_dict(tgcn.state_dict())
+    torch.testing.assert_close(tgcn(x, other), fresh(x, other))
+    torch.testing.assert_close(tgcn(x, EI, EW), fresh(x, EI, EW))
 
 
 @pytest.mark.parametrize("name", ["tgcn", "gru", "gcn"])
 def test_node_permutation_equivariance(name: str) -> None:
-    torch.manual_seed(0)
-    m = build_model(name, SPEC, hidden_channels=8)
+    torch.manual_seed(0)  # (the authors' gate split is not equivariant: test the paper's gates)
+    m = build_model(name, SPEC, hidden_channels=8, **({} if name == "gcn" else {"reference_gates": False}))
     x = torch.randn(2, 6, N, 1)
     perm = torch.randperm(N)
     inv = torch.argsort(perm)

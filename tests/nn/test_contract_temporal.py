@@ -35,6 +35,7 @@ from stgnn.nn import (
     GraphWaveNetLayer,
     NodeLayerNorm,
     STConvBlock,
+    to_dense_adjacency,
 )
 from stgnn.nn.dropout import dropout
 
@@ -211,6 +212,49 @@ def test_func_grad_and_jacrev_equal_autograd(case: Case) -> None:
     torch.testing.assert_close(vjp_from_jac, want[0])
 
 
+def _compiled_equals_eager(case: Case, backend: str) -> None:
+    """Forward and gradients (input and parameters) of ``torch.compile(fullgraph=True)`` = eager,
+    on a fixed graph: the graph convolutions are ``cached`` and their operators built by one eager
+    call first (as for the graph layers)."""
+    torch._dynamo.reset()
+    m = build(case, torch.float32)
+    for sub in m.modules():
+        if hasattr(sub, "cached"):
+            sub.cached = True
+    x, ei, ew = inputs(case, torch.float32)
+    bound = Bound(case, m, ei, ew)
+    bound(x)
+    compiled = torch.compile(bound, fullgraph=True, backend=backend)
+    results = []
+    for fn in (bound, compiled):
+        xx = x.clone().requires_grad_()
+        out = fn(xx)
+        grads = torch.autograd.grad(out.square().sum(), [xx, *m.parameters()])
+        results.append((out, grads))
+    (out_e, grads_e), (out_c, grads_c) = results
+    torch.testing.assert_close(out_c, out_e, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads_c, grads_e, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_compile_fullgraph_equals_eager(case: Case) -> None:
+    """Traced by dynamo without a graph break, through AOT autograd (no code generation)."""
+    _compiled_equals_eager(case, "aot_eager")
+
+
+INDUCTOR_CASES = {"glu_shrink", "gwnet_layer_no_gcn", "norm_shared", "tcn"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES if c.name in INDUCTOR_CASES])
+def test_compile_inductor_equals_eager(case: Case) -> None:
+    """The default backend (generated C++ kernels, ~5-20 s per layer on 2 cores): one case per
+    kind of temporal computation (the blocks with graph convolutions take ~50 s each here and are
+    checked with ``aot_eager`` above)."""
+    _compiled_equals_eager(case, "inductor")
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if c.equivariant], ids=[c.name for c in CASES if c.equivariant])
 def test_node_permutation_equivariance(case: Case) -> None:
     m = build(case)
@@ -222,6 +266,35 @@ def test_node_permutation_equivariance(case: Case) -> None:
     out = case.call(m, x, ei, ew)
     out_p = case.call(m, x.index_select(nd % x.dim(), perm), inv[ei], ew)  # node perm[i] -> i
     torch.testing.assert_close(out_p, out.index_select(nd % out.dim(), perm))
+
+
+# ----------------------------------------------------------------------------- graph layouts
+
+
+GRAPH_CASES = [c for c in CASES if c.name in ("stconv_cheb", "stconv_first_order", "gwnet_layer")]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", GRAPH_CASES, ids=[c.name for c in GRAPH_CASES])
+def test_every_graph_layout_gives_the_same_output(case: Case, dtype: torch.dtype) -> None:
+    """``edge_index`` + weights, dense, ``torch.sparse`` COO / CSR, a PyG ``Data``'s ``edge_attr
+    [E, 1]`` and an int32 ``edge_index`` are the same graph to every block."""
+    m = build(case, dtype)
+    x, ei, ew = inputs(case, dtype)
+    want = case.call(m, x, ei, ew)
+    dense = to_dense_adjacency(ei, ew, N)
+    data = Data(edge_index=ei, edge_attr=ew.view(-1, 1), num_nodes=N)
+    layouts: dict[str, tuple[Tensor, Tensor | None]] = {
+        "dense": (dense, None),
+        "sparse_coo": (dense.to_sparse_coo(), None),
+        "sparse_csr": (dense.to_sparse_csr(), None),
+        "pyg_data": (data.edge_index, data.edge_attr),
+        "int32_edge_index": (ei.int(), ew),
+    }
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {}
+    for name, (graph, weight) in layouts.items():
+        got = case.call(m, x, graph, weight)  # type: ignore[arg-type]
+        torch.testing.assert_close(got, want, **tol, msg=name)
 
 
 # ----------------------------------------------------------------------------- batched graphs
@@ -325,8 +398,8 @@ def test_dropout_is_exact_under_every_transform() -> None:
             torch.manual_seed(0)
             return dropout(v, p) * v  # * v: a non-zero second derivative
 
-        assert torch.autograd.gradcheck(seeded, (x,), check_forward_ad=True)
-        assert torch.autograd.gradgradcheck(seeded, (x,))
+        assert torch.autograd.gradcheck(seeded, (x,), check_forward_ad=True, fast_mode=True)
+        assert torch.autograd.gradgradcheck(seeded, (x,), fast_mode=True)
         same = vmap(lambda v, p=p: dropout(v, p), randomness="same")(torch.ones(3, 200, dtype=torch.float64))
         assert (same == same[0]).all() and (same[0] == 0).any()
         different = vmap(lambda v, p=p: dropout(v, p), randomness="different")(torch.ones(3, 200))
