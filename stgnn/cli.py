@@ -316,7 +316,7 @@ def _from_checkpoint(args: argparse.Namespace) -> Experiment:
     else:
         _check_device(cfg.train.device, f"{args.checkpoint}: [train] device (pass --device)")
     _ensure_data(cfg, args)
-    exp, _ = experiment_from_checkpoint(args.checkpoint, args.data_dir, args.device)
+    exp, _ = experiment_from_checkpoint(args.checkpoint, args.data_dir, args.device, state=state)
     return exp
 
 

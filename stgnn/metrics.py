@@ -33,9 +33,17 @@ def valid_mask(target: Tensor, mask: Tensor | None, null_value: float | None) ->
 
 
 def masked_mae_loss(
-    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = 0.0
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None
 ) -> Tensor:
-    """Mean absolute error over valid readings; 0 (with gradient) when none is valid."""
+    """Mean absolute error over valid readings; 0 (with gradient) when none is valid.
+
+    Args:
+        pred: ``[B, H, N, F]`` forecasts.
+        target: ``[B, H, N, F]`` readings.
+        mask: ``[B, H, N]`` bool, False where a reading is missing (``None``: all present).
+        null_value: A target value also treated as missing (default ``None``: only ``mask``
+            and non-finite targets are left out, as in the config's ``null_value = "none"``).
+    """
     valid = valid_mask(target, mask, null_value)
     err = torch.where(valid, (pred - target).abs(), torch.zeros_like(pred))
     return err.sum() / valid.sum().clamp(min=1)
@@ -46,7 +54,9 @@ class MaskedMetrics:
 
     Args:
         horizons: 1-based horizons to report (default 3, 6, 12 = 15/30/60 min at 5 min).
-        null_value: Target value that marks a missing reading (default 0).
+        null_value: A target value also treated as missing, on top of ``mask`` (default
+            ``None``: the mask is the record of what is missing, as in the config's default
+            ``null_value = "none"``; the benchmark datasets' zeros are already in their masks).
 
     Example:
         >>> m = MaskedMetrics(horizons=(1,))
@@ -55,7 +65,7 @@ class MaskedMetrics:
         1.0
     """
 
-    def __init__(self, horizons: Sequence[int] = (3, 6, 12), null_value: float | None = 0.0) -> None:
+    def __init__(self, horizons: Sequence[int] = (3, 6, 12), null_value: float | None = None) -> None:
         self.horizons = tuple(int(h) for h in horizons)
         self.null_value = null_value
         self._abs: Tensor | None = None

@@ -47,6 +47,31 @@ def test_own_data_train_evaluate_predict_plot(tmp_path, capsys):
         assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_evaluate_predict_plot_read_the_checkpoint_once(tmp_path, monkeypatch):
+    import stgnn.cli
+    import stgnn.training.trainer
+    from stgnn.training.checkpoint import load_checkpoint
+
+    series, locations = standins.write_custom(tmp_path / "data", t=300, n=3)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    assert main(["train", "--model", "last", "--series", str(series), "--locations", str(locations),
+                 "--output", str(ckpt.parent), "--quiet"]) == 0
+    reads: list[str] = []
+
+    def counted(path, *args, **kwargs):
+        reads.append(str(path))
+        return load_checkpoint(path, *args, **kwargs)
+
+    monkeypatch.setattr(stgnn.cli, "load_checkpoint", counted)
+    monkeypatch.setattr(stgnn.training.trainer, "load_checkpoint", counted)
+    at = pd.read_csv(series)["timestamp"].iloc[100]
+    for argv in (["evaluate", "--quiet"], ["predict", "--at", at, "--output", str(tmp_path / "p.csv")],
+                 ["plot", "--sensors", "0", "--output", str(tmp_path / "plots")]):
+        reads.clear()
+        assert main([*argv, "--checkpoint", str(ckpt)]) == 0
+        assert reads == [str(ckpt)], argv[0]
+
+
 def test_predict_rejects_unknown_timestamp(tmp_path, capsys):
     series, locations = standins.write_custom(tmp_path / "data", t=300, n=3)
     out = tmp_path / "run"

@@ -46,20 +46,35 @@ def test_explicit_mask_excludes_readings():
 
 
 def test_all_missing_gives_no_nan_or_inf():
-    m = MaskedMetrics(horizons=(1,))
+    m = MaskedMetrics(horizons=(1,), null_value=0.0)
     m.update(_t([5.0]), _t([0.0]))
     out = m.compute()
     for row in out.values():
         assert row["mae"] is None and row["rmse"] is None and row["mape"] is None
     m.update(_t([3.0]), _t([2.0]))
     assert m.compute()["1"]["mae"] == pytest.approx(1.0)
-    loss = masked_mae_loss(_t([5.0]), _t([0.0]))
+    loss = masked_mae_loss(_t([5.0]), _t([0.0]), null_value=0.0)
     assert torch.isfinite(loss) and loss.item() == 0.0
 
 
 def test_masked_mae_loss_matches_manual():
     pred, target = _t([1.0, 2.0, 10.0]), _t([2.0, 0.0, 7.0])
-    assert masked_mae_loss(pred, target).item() == pytest.approx((1 + 3) / 2)
+    assert masked_mae_loss(pred, target, null_value=0.0).item() == pytest.approx((1 + 3) / 2)
+
+
+def test_defaults_count_real_zeros_like_the_config_default():
+    # the config's default null_value is "none" (only the dataset's mask marks missing readings);
+    # the metrics and the loss must default to the same, so a real 0 reading counts
+    from stgnn.training.config import DataConfig
+
+    assert DataConfig().null_value is None
+    pred, target = _t([1.0, 5.0, 10.0]), _t([2.0, 0.0, 7.0])
+    assert masked_mae_loss(pred, target).item() == pytest.approx((1 + 5 + 3) / 3)
+    m = MaskedMetrics(horizons=(2,))
+    m.update(pred, target)
+    assert m.compute()["average"]["count"] == 3
+    mask = torch.tensor([[[True], [False], [True]]])  # [1, 3, 1]: the dataset's own record of the missing 0
+    assert masked_mae_loss(pred, target, mask).item() == pytest.approx((1 + 3) / 2)
 
 
 def test_shape_mismatch_is_an_error():

@@ -15,12 +15,12 @@ import pandas as pd
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.graph import SensorGraph
 from stgnn.data.graph_io import coordinates_table, read_dense_csv
+from stgnn.data.preview import preview
 
 __all__ = ["load_custom", "read_series_table", "read_table"]
 
 PathLike = str | os.PathLike[str]
 
-_SHOWN = 5
 _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
@@ -49,7 +49,7 @@ def _check_csv_header(path: Path) -> None:
     names = [name.strip() for name in next(csv.reader([line]))]
     repeated = [name for name, count in Counter(names).items() if count > 1]
     if repeated:
-        raise ValueError(f"{path}: column names repeated in the header: {repeated[:_SHOWN]} "
+        raise ValueError(f"{path}: column names repeated in the header: {preview(repeated)} "
                          "(each sensor must appear once)")
 
 
@@ -102,10 +102,10 @@ def _timestamps(path: Path, frame: pd.DataFrame) -> tuple[pd.DatetimeIndex, pd.D
         stamps = stamps.tz_convert(None)
     empty = np.flatnonzero(stamps.isna())
     if empty.size:
-        raise ValueError(f"{path}: {empty.size} rows have no timestamp (data rows {empty[:_SHOWN].tolist()})")
+        raise ValueError(f"{path}: {empty.size} rows have no timestamp (data rows {preview(empty.tolist())})")
     if stamps.has_duplicates:
-        dup = [str(s) for s in stamps[stamps.duplicated()][:3]]
-        raise ValueError(f"{path}: duplicate timestamps, e.g. {dup}")
+        dup = [str(s) for s in stamps[stamps.duplicated()]]
+        raise ValueError(f"{path}: duplicate timestamps, {preview(dup)}")
     return stamps, frame
 
 
@@ -191,7 +191,7 @@ def read_series_table(
     off_grid = (stamps - stamps[0]) % step != pd.Timedelta(0)
     if off_grid.any():
         if not resample:
-            shown = [str(s) for s in stamps[off_grid][:_SHOWN]]
+            shown = preview([str(s) for s in stamps[off_grid]])
             raise ValueError(
                 f"{path}: {int(off_grid.sum())} timestamps are off the {step // pd.Timedelta(minutes=1)}-minute "
                 f"grid that starts at "
@@ -263,7 +263,7 @@ def load_custom(
         table = coordinates_table(read_table(path), str(path))
         missing = [i for i in ids if i not in table.index]
         if missing:
-            raise ValueError(f"{path}: no coordinates for {len(missing)} sensors of {series}, e.g. {missing[:5]}")
+            raise ValueError(f"{path}: no coordinates for {len(missing)} sensors of {series}, {preview(missing)}")
         graph = SensorGraph.from_coordinates(table.loc[ids], ids, k=min(k_neighbors, len(ids) - 1),
                                              source=str(path))
     elif kind == "distances":

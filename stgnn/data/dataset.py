@@ -12,10 +12,10 @@ import torch
 from torch import Tensor
 
 from stgnn.data.graph import SensorGraph
+from stgnn.data.preview import SHOWN, preview
 
 __all__ = ["TrafficDataset", "check_readings", "derive_timestamps"]
 
-_SHOWN = 5
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -39,12 +39,12 @@ def check_readings(values: np.ndarray, node_ids: list[str], timestamps: pd.Datet
     if bad.any():
         t, n, _ = np.nonzero(bad)
         shown = "; ".join(f"sensor {node_ids[j]} at {timestamps[i]}: {values[i, j][bad[i, j]][0]:g}"
-                          for i, j in list(dict.fromkeys(zip(t.tolist(), n.tolist(), strict=True)))[:_SHOWN])
+                          for i, j in list(dict.fromkeys(zip(t.tolist(), n.tolist(), strict=True)))[:SHOWN])
         raise ValueError(f"{label}: {int(bad.sum())} readings are infinite or beyond float32's range "
                          f"(|x| > {_FLOAT32_MAX:.3g}): {shown}")
     empty = np.flatnonzero(missing.all(axis=0))
     if empty.size:
-        names = ", ".join(node_ids[i] for i in empty[:_SHOWN]) + (", ..." if empty.size > _SHOWN else "")
+        names = preview([node_ids[i] for i in empty])
         warnings.warn(f"{label}: {empty.size} sensors have no reading at all: {names}", UserWarning,
                       stacklevel=3)
     negative = values < 0

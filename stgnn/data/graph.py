@@ -33,7 +33,6 @@ import torch
 from torch import Tensor
 
 from stgnn.data.graph_io import (
-    _SHOWN,
     _as_dense_array,
     _coordinates_array,
     _default_ids,
@@ -41,7 +40,6 @@ from stgnn.data.graph_io import (
     _merge_duplicates,
     _node_id_list,
     _normalize_id,
-    _preview,
     _warn,
     coordinates_table,
     read_dense_csv,
@@ -58,6 +56,7 @@ from stgnn.data.graph_kernels import (
     _symmetrize,
     coordinate_edges,
 )
+from stgnn.data.preview import SHOWN, preview
 from stgnn.data.safe_pickle import load_adj_pickle
 
 if TYPE_CHECKING:
@@ -163,9 +162,9 @@ class SensorGraph:
         repeated = torch.nonzero(key[1:] == key[:-1]).flatten()
         if repeated.numel():
             pairs = [f"{self.node_ids[int(index[0, i])]}->{self.node_ids[int(index[1, i])]}"
-                     for i in repeated[:_SHOWN]]
+                     for i in repeated[:SHOWN]]
             raise ValueError(f"{self._label}: {repeated.numel()} repeated edges: "
-                             f"{_preview(pairs)}")
+                             f"{preview(pairs)}")
         return index.contiguous(), weight.contiguous()
 
     def validate(self) -> None:
@@ -213,7 +212,7 @@ class SensorGraph:
         if isolated:
             plural = "s" if len(isolated) > 1 else ""
             _warn(f"{label}: {len(isolated)} isolated node{plural} (no edge to or from another "
-                  f"node): {_preview(isolated)}")
+                  f"node): {preview(isolated)}")
 
     def __repr__(self) -> str:
         return (f"SensorGraph(num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
@@ -422,8 +421,8 @@ class SensorGraph:
         if not known.any():
             raise ValueError(
                 f"{label}: none of its {len(src_ids)} rows connects two of the {len(ids)} "
-                f"given node ids (file ids such as {_preview(list(src_ids[:3]))}; node ids "
-                f"such as {_preview(ids[:3])})"
+                f"given node ids (file ids such as {preview(list(src_ids[:3]))}; node ids "
+                f"such as {preview(ids[:3])})"
             )
         src, dst, cost = _merge_duplicates(src[known], dst[known], cost[known], ids, label,
                                            on_conflict="last")
@@ -500,7 +499,7 @@ class SensorGraph:
             unknown = pd.unique(np.concatenate([src_ids[src < 0], dst_ids[dst < 0]]))
             if unknown.size:
                 raise ValueError(f"{label}: {unknown.size} ids are not among the {len(ids)} "
-                                 f"node ids: {_preview(list(unknown))}")
+                                 f"node ids: {preview(list(unknown))}")
         else:
             src, dst, n = _indices(src_ids, dst_ids, num_nodes, label)
             ids = _default_ids(n)
@@ -723,7 +722,7 @@ class SensorGraph:
         missing = [sensor for sensor in wanted if sensor not in position]
         if missing:
             raise ValueError(f"{self._label}: {len(missing)} requested ids are not in the "
-                             f"graph: {_preview(missing)}")
+                             f"graph: {preview(missing)}")
         old = torch.tensor([position[sensor] for sensor in wanted], dtype=torch.long)
         new_of_old = torch.full((self.num_nodes,), -1, dtype=torch.long)
         new_of_old[old] = torch.arange(len(wanted))
@@ -765,10 +764,10 @@ class SensorGraph:
         problems = []
         if not_in_graph:
             problems.append(f"{len(not_in_graph)} series ids are missing from the graph: "
-                            f"{_preview(not_in_graph)}")
+                            f"{preview(not_in_graph)}")
         if not_in_series:
             problems.append(f"{len(not_in_series)} graph ids are not in the series: "
-                            f"{_preview(not_in_series)}")
+                            f"{preview(not_in_series)}")
         if len(in_series) != len(series):
             problems.append(f"{len(series) - len(in_series)} series ids repeat")
         if problems:

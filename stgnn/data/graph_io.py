@@ -18,6 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from stgnn.data.preview import SHOWN, preview
+
 __all__ = ["coordinates_table", "read_dense_csv", "read_sensor_ids"]
 
 PathLike = str | os.PathLike[str]
@@ -26,15 +28,6 @@ _ID_HEADERS = {"from", "to", "source", "target", "src", "dst", "i", "j"}
 _LAT_NAMES = ("latitude", "lat")
 _LON_NAMES = ("longitude", "lon", "lng", "long")
 _ID_NAMES = ("sensor_id", "id", "station_id", "station", "node_id")
-_SHOWN = 5
-
-
-def _preview(items: Sequence[Any], limit: int = _SHOWN) -> str:
-    """``'a', 'b', 'c'`` or ``'a', 'b', ... (12 in all)`` for error messages."""
-    shown = ", ".join(repr(item) for item in items[:limit])
-    return shown if len(items) <= limit else f"{shown}, ... ({len(items)} in all)"
-
-
 def _normalize_id(value: Any) -> str:
     """A sensor id as ``str``: integers (and integral floats) print without a decimal point."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
@@ -51,7 +44,7 @@ def _node_id_list(node_ids: Iterable[Any], label: str) -> list[str]:
         raise ValueError(f"{label}: node_ids is empty")
     if len(set(ids)) != len(ids):
         repeated = [sensor for sensor, count in Counter(ids).items() if count > 1]
-        raise ValueError(f"{label}: node_ids holds repeated ids: {_preview(repeated)}")
+        raise ValueError(f"{label}: node_ids holds repeated ids: {preview(repeated)}")
     return ids
 
 
@@ -155,7 +148,7 @@ def _id_column(column: pd.Series, label: str, name: str) -> np.ndarray:
     empty = np.flatnonzero((values == "") | column.isna().to_numpy())
     if empty.size:
         raise ValueError(f"{label}: {empty.size} rows have an empty {name!r} id "
-                         f"(data rows {_preview(empty.tolist())})")
+                         f"(data rows {preview(empty.tolist())})")
     return values
 
 
@@ -196,7 +189,7 @@ def _edge_table(
     negative = np.flatnonzero(cost < 0)
     if negative.size:
         raise ValueError(f"{label}: {negative.size} rows have a negative cost "
-                         f"(data rows {_preview(negative.tolist())})")
+                         f"(data rows {preview(negative.tolist())})")
     return src, dst, cost, label
 
 
@@ -226,10 +219,10 @@ def _merge_duplicates(
         shown = [f"{node_ids[s]}->{node_ids[d]}" for s, d in pairs.itertuples(index=False)]
         if on_conflict == "raise":
             raise ValueError(f"{label}: {len(pairs)} edges are listed more than once with "
-                             f"different costs: {_preview(shown)}")
+                             f"different costs: {preview(shown)}")
         frame = frame.drop_duplicates(subset=["src", "dst"], keep="last")
         notes.append(f"{len(pairs)} edges listed with different costs; the last row kept "
-                     f"({_preview(shown)})")
+                     f"({preview(shown)})")
     if notes:
         _warn(f"{label}: {'; '.join(notes)}")
     kept_cost = frame["cost"].to_numpy() if cost is not None else None
@@ -311,15 +304,15 @@ def _checked_coordinates(ids: list[str], values: np.ndarray, label: str) -> pd.D
     """``[N, 2]`` (latitude, longitude) with their ids, after naming every bad sensor."""
     repeated = [sensor for sensor, count in Counter(ids).items() if count > 1]
     if repeated:
-        raise ValueError(f"{label}: sensor ids listed more than once: {_preview(repeated)}")
+        raise ValueError(f"{label}: sensor ids listed more than once: {preview(repeated)}")
     missing = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if missing.size:
         raise ValueError(f"{label}: {missing.size} sensors have a missing or non-numeric latitude or "
-                         f"longitude: {_preview([ids[i] for i in missing])}")
+                         f"longitude: {preview([ids[i] for i in missing])}")
     lat, lon = values[:, 0], values[:, 1]
     outside = np.flatnonzero((np.abs(lat) > 90) | (np.abs(lon) > 180))
     if outside.size:
-        shown = [f"{ids[i]} ({lat[i]:g}, {lon[i]:g})" for i in outside[:_SHOWN]]
+        shown = [f"{ids[i]} ({lat[i]:g}, {lon[i]:g})" for i in outside[:SHOWN]]
         raise ValueError(f"{label}: latitudes must lie in [-90, 90] and longitudes in [-180, 180] "
                          f"degrees (are the columns swapped?); {outside.size} sensors are outside: "
                          f"{', '.join(shown)}")

@@ -17,7 +17,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from stgnn.data.graph_io import _normalize_id, _preview, _warn
+from stgnn.data.graph_io import _normalize_id, _warn
+from stgnn.data.preview import preview
 
 __all__ = ["Kernel", "WeightMode", "coordinate_edges"]
 
@@ -143,7 +144,7 @@ def coordinate_edges(
         alone = np.setdiff1d(np.arange(n), np.concatenate([src[keep], dst[keep]]))
         if alone.size:
             _warn(f"{label}: threshold={threshold:g} drops all {k} nearest-neighbour edges of "
-                  f"{alone.size} sensors, which are left isolated: {_preview([ids[i] for i in alone])}; "
+                  f"{alone.size} sensors, which are left isolated: {preview([ids[i] for i in alone])}; "
                   f"their neighbours are far compared with sigma={width:g} km; leave threshold "
                   "unset (0) to keep every sensor's k edges")
     return src[keep], dst[keep], weights[keep]
@@ -172,7 +173,7 @@ def _indices(
     if bad.any():
         raise ValueError(
             f"{label}: endpoints must be 0-based node indices when node_ids is None; "
-            f"{int(bad.sum())} are not: {_preview(list(pd.unique(both[bad])))} "
+            f"{int(bad.sum())} are not: {preview(list(pd.unique(both[bad])))} "
             "(pass node_ids= for sensor ids)"
         )
     indices = numbers.astype(np.int64)
@@ -180,7 +181,7 @@ def _indices(
     outside = indices >= n
     if outside.any():
         raise ValueError(f"{label}: {int(outside.sum())} endpoints are outside the node "
-                         f"range [0, {n}): {_preview(sorted(set(indices[outside].tolist())))}")
+                         f"range [0, {n}): {preview(sorted(set(indices[outside].tolist())))}")
     return indices[: len(src_ids)], indices[len(src_ids):], n
 
 
@@ -199,7 +200,7 @@ def _edge_values(
         if zero.size:
             pairs = [f"{ids[src[i]]}->{ids[dst[i]]}" for i in zero]
             raise ValueError(f"{label}: weight='inverse' needs positive costs; "
-                             f"{zero.size} edges have cost 0: {_preview(pairs)}")
+                             f"{zero.size} edges have cost 0: {preview(pairs)}")
         return 1.0 / cost
     return cost
 
@@ -219,6 +220,6 @@ def _symmetrize(
         shown = [f"{ids[s]}<->{ids[d]}" for s, d in pairs.drop_duplicates()
                  .itertuples(index=False)]
         raise ValueError(f"{label}: symmetric=True but {len(shown)} edges are listed in "
-                         f"both directions with different costs: {_preview(shown)}")
+                         f"both directions with different costs: {preview(shown)}")
     return frame["src"].to_numpy(), frame["dst"].to_numpy(), frame["w"].to_numpy()
 

@@ -218,7 +218,7 @@ def load_dataset(
         ValueError: a file is malformed (the message names the file and the problem).
 
     Example:
-        >>> ds = load_dataset("los-loop", root="../shared/data")  # doctest: +SKIP
+        >>> ds = load_dataset("los-loop")  # root argument, else $STGNN_DATA, else ./datasets; doctest: +SKIP
         >>> ds.series.shape
         torch.Size([2016, 207, 1])
     """

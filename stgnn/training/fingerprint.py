@@ -24,6 +24,7 @@ import torch
 
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.integrity import dataset_folder, sha256_file
+from stgnn.data.preview import preview
 from stgnn.data.registry import get_info
 from stgnn.data.windows import WindowData
 
@@ -36,14 +37,6 @@ __all__ = [
 ]
 
 _CUSTOM_FILES = ("series", "locations", "distances", "edges", "adjacency")
-_SHOWN = 5
-
-
-def _preview(ids: Sequence[str]) -> str:
-    head = ", ".join(repr(i) for i in ids[:_SHOWN])
-    return head + (f", ... ({len(ids)} in all)" if len(ids) > _SHOWN else "")
-
-
 def data_files(
     dataset: str, custom: Mapping[str, Any], root: str | os.PathLike[str] | None = None
 ) -> list[Path]:
@@ -103,9 +96,9 @@ def align_sensors(dataset: TrafficDataset, sensor_ids: Sequence[str], source: st
     if missing or extra:
         problems = []
         if missing:
-            problems.append(f"{len(missing)} trained sensors are missing from the data: {_preview(missing)}")
+            problems.append(f"{len(missing)} trained sensors are missing from the data: {preview(missing)}")
         if extra:
-            problems.append(f"{len(extra)} sensors were not in the training data: {_preview(extra)}")
+            problems.append(f"{len(extra)} sensors were not in the training data: {preview(extra)}")
         raise ValueError(
             f"{dataset.source}: sensors differ from those {source} was trained on ("
             + "; ".join(problems) + "); the model has one node per trained sensor, so give it "

@@ -629,7 +629,11 @@ def _longest_wait(history: list[dict[str, float]]) -> int:
 
 
 def experiment_from_checkpoint(
-    path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None, device: str | None = None
+    path: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    *,
+    state: dict[str, Any] | None = None,
 ) -> tuple[Experiment, dict[str, Any]]:
     """Rebuild the experiment of a checkpoint with its best weights, its scaler and its sensor order.
 
@@ -637,12 +641,20 @@ def experiment_from_checkpoint(
     A change of the data since training (length, digests, window counts) is reported as a
     warning, since metrics then cover other windows.
 
+    Args:
+        path: The checkpoint file (named in messages).
+        root: The data root (default: ``$STGNN_DATA``, else ``./datasets``).
+        device: Overrides the checkpoint's ``[train] device``.
+        state: The checkpoint's contents when the caller has already read ``path`` with
+            :func:`load_checkpoint` (it is then not read again); default: read ``path``.
+
     Raises:
         ValueError: The data's sensors differ from the trained ones (missing and extra ids
             named), its sampling interval differs, or the checkpoint's weights do not fit the
             model its config describes.
     """
-    state = load_checkpoint(path)
+    if state is None:
+        state = load_checkpoint(path)
     cfg = RunConfig.from_dict(state["config"], source=str(path))
     if device is not None:
         cfg.train.device = device
