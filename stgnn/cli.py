@@ -6,6 +6,8 @@ Commands::
     stgnn train    [--model NAME] [--dataset NAME | --series FILE (--locations|--distances|--edges|--adjacency) FILE]
                    [--config FILE] [--epochs N] [--output DIR] [--data-dir DIR] [--resume] [--no-download]
     stgnn reproduce MODEL DATASET | --all  [--results-dir DIR] [--runs-dir DIR] [--no-download]
+    stgnn reproduce [MODEL] [DATASET] --protocol tgcn [--all] [--epochs N] [--seeds 0 1 2] [--selection test val]
+    stgnn score    --dataset NAME --protocol tgcn|dcrnn --predictions FILE [--pre-len P]
     stgnn evaluate --checkpoint FILE
     stgnn predict  --checkpoint FILE --at TIMESTAMP [--at ...] --output FILE.csv|.parquet
     stgnn plot     --checkpoint FILE [--sensors 0,5] [--horizon 3] --output DIR
@@ -22,6 +24,7 @@ import argparse
 import errno
 import io
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -37,9 +40,14 @@ import torch
 from stgnn.allocator import tune_malloc
 from stgnn.configs import available_configs, paper_config_name, paper_config_raw
 from stgnn.data.download import download_dataset, ensure_dataset, verify_dataset
+from stgnn.data.readers import load_dataset
 from stgnn.data.registry import DATASETS, dataset_present, resolve_root
 from stgnn.metrics import MaskedMetrics
 from stgnn.models import MODELS
+from stgnn.protocols.baselines import STATISTICAL_BASELINES
+from stgnn.protocols.reproduce import TABLE_MODELS, reproduce_tgcn
+from stgnn.protocols.score import infer_pre_len, score_dcrnn_predictions, score_predictions
+from stgnn.protocols.tgcn import PROTOCOL_SETTINGS
 from stgnn.published import published_for
 from stgnn.report import horizon_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
@@ -204,6 +212,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     root = resolve_root(args.data_dir)
+    if args.protocol == "tgcn":
+        return _reproduce_tgcn(args, root)
+    if args.model in STATISTICAL_BASELINES and args.model not in MODELS:
+        raise UsageError(f"{args.model}: a baseline of the T-GCN protocol only (add --protocol tgcn)")
     if args.all:
         if args.model or args.dataset:
             raise UsageError("--all: not with MODEL DATASET")
@@ -232,6 +244,66 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"\n{model} on {dataset}: {record['wall_seconds'] / 60:.1f} min on {record['device']}\n")
         print(horizon_table(record["horizons"], published))
     print(f"\nupdated {Path(args.results_dir) / 'RESULTS.md'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- T-GCN protocol / score
+def _reproduce_tgcn(args: argparse.Namespace, root: Path) -> int:
+    """``stgnn reproduce [MODEL [DATASET]] --protocol tgcn [--all]``: T-GCN's Table I protocol."""
+    dataset = args.dataset or "los-loop"
+    if dataset not in PROTOCOL_SETTINGS:
+        raise UsageError(f"{dataset}: the T-GCN protocol is defined for {', '.join(PROTOCOL_SETTINGS)}")
+    if args.all == bool(args.model):
+        raise UsageError("reproduce --protocol tgcn: give MODEL [DATASET], or --all")
+    if args.max_batches is not None:
+        raise UsageError("--max-batches: the T-GCN protocol trains on every full batch, as the authors' loop")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs: must be >= 1, got {args.epochs}")
+    if args.device:
+        _check_device(args.device, "--device")
+    _check_writable(Path(args.results_dir), "--results-dir")
+    ensure_dataset(dataset, root, download=not args.no_download, progress=not args.quiet)
+    models = list(TABLE_MODELS) if args.all else [args.model]
+    table = reproduce_tgcn(
+        models, dataset, root=root, results_dir=args.results_dir, command=shlex.join(["stgnn", *args.argv]),
+        selections=args.selection, seeds=args.seeds, epochs=args.epochs, device=args.device or "cpu",
+        log=None if args.quiet else print,
+    )
+    print(table)
+    print(f"updated {Path(args.results_dir) / 'TGCN_PROTOCOL.md'}" if dataset == "los-loop" else
+          f"updated {Path(args.results_dir) / f'TGCN_PROTOCOL_{dataset}.md'}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    root = resolve_root(args.data_dir)
+    if args.pre_len is not None and args.pre_len < 1:
+        raise UsageError(f"--pre-len: must be >= 1, got {args.pre_len}")
+    path = Path(args.predictions)
+    if not path.is_file():
+        raise UsageError(f"--predictions: {path}: file not found")
+    ds = load_dataset(args.dataset, root, download=not args.no_download)
+    out: dict[str, Any]
+    if args.protocol == "dcrnn":
+        out = score_dcrnn_predictions(path, ds, input_len=12, horizon=args.pre_len or 12)
+        print(f"{args.dataset}, DCRNN-style protocol (masked; test = last {ds.split[2]:.0%} of the windows), "
+              f"{out['windows']} test windows, {out['layout']} layout")
+        print(horizon_table({k: v for k, v in out.items() if isinstance(v, dict)}, None, ds.interval_minutes))
+    else:
+        if ds.num_features != 1:
+            raise UsageError(f"--dataset: {args.dataset} has {ds.num_features} features; the T-GCN protocol "
+                             "scores one")
+        seq_len = PROTOCOL_SETTINGS[args.dataset].seq_len if args.dataset in PROTOCOL_SETTINGS else 12
+        pre_len = args.pre_len or infer_pre_len(path, ds.num_steps, seq_len)
+        out = score_predictions(path, ds.series[..., 0].numpy(), ds.timestamps, ds.node_ids,
+                                seq_len=seq_len, pre_len=pre_len)
+        print(f"{args.dataset}, T-GCN protocol, seq_len {seq_len}, pre_len {pre_len} "
+              f"({pre_len * ds.interval_minutes} min), {out['windows']} test windows, {out['layout']} layout")
+        for key, label in (("rmse", "RMSE"), ("mae", "MAE"), ("accuracy", "Accuracy"), ("r2", "R2"),
+                           ("var", "var")):
+            print(f"{label:<9} {out[key]:.4f}")
+    if out["ignored_rows"]:
+        print(f"({out['ignored_rows']} rows of {path} lie outside the protocol's test windows: not scored)")
     return 0
 
 
@@ -426,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     r = sub.add_parser("reproduce", help="run a paper config and record ours vs published")
-    r.add_argument("model", nargs="?", choices=sorted(MODELS))
+    r.add_argument("model", nargs="?", choices=sorted({*MODELS, *STATISTICAL_BASELINES}))
     r.add_argument("dataset", nargs="?", choices=list(DATASETS))
     r.add_argument("--all", action="store_true", help="every config whose dataset is present")
     r.add_argument("--epochs", type=int, help="override the paper's epochs (recorded in the results)")
@@ -435,8 +507,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--runs-dir", default="runs/reproduce", help="where run directories go (default runs/reproduce)")
     r.add_argument("--results-dir", default=str(RESULTS_DIR),
                    help=f"where the result tables go (default {RESULTS_DIR}, under the current directory)")
+    r.add_argument("--protocol", choices=["dcrnn", "tgcn"], default="dcrnn",
+                   help="dcrnn: the paper config, masked 70/10/20 (default); tgcn: T-GCN's Table I protocol "
+                        "(max-scaled, 80/20, unmasked; DATASET defaults to los-loop)")
+    r.add_argument("--selection", nargs="+", choices=["test", "val"], default=["test", "val"],
+                   help="--protocol tgcn: best epoch on the test set (the authors) and/or on a validation "
+                        "period (honest); default both")
+    r.add_argument("--seeds", nargs="+", type=int, default=[0], help="--protocol tgcn: seeds (default 0)")
     common(r)
     r.set_defaults(func=_cmd_reproduce)
+
+    sc = sub.add_parser("score", help="score a predictions file under the T-GCN or the DCRNN-style protocol")
+    sc.add_argument("--dataset", required=True, choices=list(DATASETS))
+    sc.add_argument("--protocol", required=True, choices=["tgcn", "dcrnn"])
+    sc.add_argument("--predictions", required=True,
+                    help="our predict CSV, or the T-GCN authors' test_result.csv layout (no header, one row per "
+                         "test window and step, one column per sensor)")
+    sc.add_argument("--pre-len", type=int, help="forecast steps of the file (default: inferred from it)")
+    common(sc)
+    sc.set_defaults(func=_cmd_score)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint")
     e.add_argument("--checkpoint", required=True)
@@ -570,6 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # (see stgnn.allocator and experiments/results/BENCHMARKS.md; STGNN_MALLOC=default opts out)
     tune_malloc()
     args = build_parser().parse_args(argv)  # argparse reports its own errors (exit 2)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line results record
     with _tolerant_stdout(), _plain_warnings(args.debug):
         try:
             return int(args.func(args))

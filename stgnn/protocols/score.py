@@ -199,5 +199,5 @@ def score_dcrnn_predictions(
     truth = dataset.series[idx][..., :1].double()  # [W, H, N, 1]
     # the dataset's mask already marks missing readings (zeros where 0 means missing)
     metrics = MaskedMetrics(horizons=[h for h in (3, 6, 12) if h <= horizon], null_value=None)
-    metrics.update(torch.from_numpy(pred)[..., None], truth, dataset.mask[idx])
+    metrics.update(torch.tensor(pred)[..., None], truth, dataset.mask[idx])
     return {**metrics.compute(), "layout": layout, "windows": len(starts), "ignored_rows": ignored}

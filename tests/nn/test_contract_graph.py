@@ -212,6 +212,16 @@ def test_edge_weight_gradients_first_and_second_order(name):
     assert gradgradcheck(f, (x, ew))
 
 
+@pytest.mark.parametrize("name", LAYERS)
+def test_forward_mode_ad(name):
+    layer = make(name)
+    x = torch.randn(2, N, 3, dtype=torch.float64, requires_grad=True)
+    ew = (EDGE_WEIGHT * torch.linspace(0.8, 1.2, EDGE_WEIGHT.numel(), dtype=torch.float64)).requires_grad_()
+    assert gradcheck(
+        lambda x, w: call(layer, x, EDGE_INDEX, w), (x, ew), check_forward_ad=True, check_backward_ad=False
+    )
+
+
 def test_chebyshev_lambda_max_none_gradient_is_exact_on_a_directed_graph():
     layer = ChebGraphConv(2, 2, K=3, lambda_max=None).double()
     ei = torch.tensor([[0, 1, 2, 3, 0], [1, 2, 3, 0, 2]])

@@ -63,8 +63,6 @@ class Case:
     out_shape: tuple[int, ...]
     equivariant: bool = True
     repr_has: tuple[str, ...] = ()
-    # a known gap of the graph side (stgnn.nn.graph_ops), an xfail(strict=True) below
-    forward_ad_gap: bool = False  # the sparse product has no forward-mode AD
 
 
 def _gwn_call(m: nn.Module, x: Tensor, ei: Tensor, ew: Tensor) -> Tensor:
@@ -93,12 +91,11 @@ CASES = [
          repr_has=("p=0.3",)),
     Case("stconv_cheb", lambda: STConvBlock(2, 4, 3, 4, num_nodes=N, kernel_size=2, K=3),
          lambda m, x, ei, ew: m(x, ei, ew), (2, 5, N, 2), (2, 3, N, 4), equivariant=False,
-         repr_has=(f"num_nodes={N}",), forward_ad_gap=True),
+         repr_has=(f"num_nodes={N}",)),
     Case("stconv_first_order", lambda: STConvBlock(2, 4, 3, 4, kernel_size=2, graph_conv="first_order"),
-         lambda m, x, ei, ew: m(x, ei, ew), (2, 5, N, 2), (2, 3, N, 4), forward_ad_gap=True),
+         lambda m, x, ei, ew: m(x, ei, ew), (2, 5, N, 2), (2, 3, N, 4)),
     Case("gwnet_layer", lambda: GraphWaveNetLayer(3, 4, 6, dilation=2, adaptive=False, dropout=0.0).eval(),
-         _gwn_call, (2, 5, N, 3), (2, 3, N, 6), repr_has=("order=2", "adaptive=False"),
-         forward_ad_gap=True),
+         _gwn_call, (2, 5, N, 3), (2, 3, N, 6), repr_has=("order=2", "adaptive=False")),
     Case("gwnet_layer_no_gcn", lambda: GraphWaveNetLayer(3, 4, 6, gcn=False, adaptive=False).eval(),
          _gwn_call, (2, 5, N, 3), (2, 4, N, 6)),
 ]
@@ -120,12 +117,6 @@ def inputs(case: Case, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tens
     return torch.randn(case.in_shape, generator=g, dtype=torch.float64).to(dtype), ei, ew.to(dtype)
 
 
-FORWARD_AD_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="graph side (stgnn.nn.graph_ops): torch.sparse.mm(..., reduce) has no forward-mode AD "
-    "(_sparse_mm_reduce_impl); remove this mark when the graph product supports it",
-)
-FORWARD_AD_CASES = [pytest.param(c, id=c.name, marks=[FORWARD_AD_XFAIL] if c.forward_ad_gap else []) for c in CASES]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -182,7 +173,7 @@ def test_gradcheck_and_gradgradcheck(case: Case) -> None:
     assert torch.autograd.gradgradcheck(f, args, fast_mode=True)
 
 
-@pytest.mark.parametrize("case", FORWARD_AD_CASES)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_forward_mode_ad(case: Case) -> None:
     f, x, params = stateless(case)
     args = tuple(t.clone().requires_grad_() for t in (x, *params))
