@@ -14,7 +14,7 @@ import pandas as pd
 
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.graph import SensorGraph
-from stgnn.data.graph_io import coordinates_table, read_dense_csv
+from stgnn.data.graph_io import _existing_file, coordinates_table, read_dense_csv
 from stgnn.data.preview import preview
 
 __all__ = ["load_custom", "read_series_table", "read_table"]
@@ -61,10 +61,9 @@ def read_table(path: Path) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: The file cannot be parsed (the message names it).
+        ValueError: ``path`` is not a file (a folder), or it cannot be parsed (the message names it).
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+    path = _existing_file(path, "table")
     parquet = path.suffix.lower() in {".parquet", ".pq"}
     if not parquet:
         _check_csv_header(path)

@@ -80,6 +80,15 @@ def test_missing_series_file(tmp_path):
         read_series_table(tmp_path / "nope.csv")
 
 
+def test_a_folder_given_as_a_file_is_named_as_such(tmp_path):
+    # it used to say "file not found" about a path that exists
+    series, locations = standins.write_custom(tmp_path / "data", t=30, n=3)
+    with pytest.raises(ValueError, match=r"data: table path is not a file"):
+        load_custom(tmp_path / "data", locations=locations)
+    with pytest.raises(ValueError, match=r"data: table path is not a file"):
+        load_custom(series, locations=tmp_path / "data")
+
+
 def test_exactly_one_graph_source(tmp_path):
     series, locations = standins.write_custom(tmp_path, t=20, n=3)
     with pytest.raises(ValueError, match="exactly one graph source"):
