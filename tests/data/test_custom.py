@@ -280,14 +280,10 @@ def test_knn_explicit_threshold_that_isolates_warns_why():
         SensorGraph.from_coordinates(xy, k=1, threshold=0.1)
 
 
-def test_knn_on_the_real_metr_la_locations_leaves_no_node_isolated():
-    from pathlib import Path
-
+def test_knn_on_the_real_metr_la_locations_leaves_no_node_isolated(shared_data):
     from stgnn.data.graph import SensorGraph
     from stgnn.data.graph_io import coordinates_table
 
-    path = Path("/work/shared/data/metr-la/graph_sensor_locations.csv")
-    if not path.is_file():
-        pytest.skip("the real METR-LA locations file is not present")
+    path = shared_data / "metr-la" / "graph_sensor_locations.csv"
     graph = SensorGraph.from_coordinates(coordinates_table(pd.read_csv(path), str(path)), k=8)
     assert graph.num_nodes == 207 and set(graph.edge_index[0].tolist()) == set(range(207))
