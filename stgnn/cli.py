@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stgnn import __version__
 from stgnn.allocator import tune_malloc
 from stgnn.configs import available_configs, paper_config_name, paper_config_raw
 from stgnn.data.download import download_dataset, ensure_dataset, verify_dataset
@@ -456,6 +457,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``stgnn``."""
     p = argparse.ArgumentParser(prog="stgnn", description="Spatio-temporal GNNs for traffic forecasting.")
+    p.add_argument("--version", action="version", version=f"stgnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser, *, downloads: bool = True) -> None:
@@ -484,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs)")
+    t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs; 0 = no cap)")
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
     g = t.add_argument_group("your own data (instead of --dataset)")
@@ -502,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dataset", nargs="?", choices=list(DATASETS))
     r.add_argument("--all", action="store_true", help="every config whose dataset is present")
     r.add_argument("--epochs", type=int, help="override the paper's epochs (recorded in the results)")
-    r.add_argument("--max-batches", type=int, help="cap training batches per epoch (recorded in the results)")
+    r.add_argument("--max-batches", type=int, help="cap training batches per epoch (recorded; 0 = no cap)")
     r.add_argument("--device", default=None)
     r.add_argument("--runs-dir", default="runs/reproduce", help="where run directories go (default runs/reproduce)")
     r.add_argument("--results-dir", default=str(RESULTS_DIR),
