@@ -147,6 +147,8 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
     cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS) if getattr(args, k)}
     if args.zero_is_missing:
         cli_custom["zero_is_missing"] = True
+    if args.sigma is not None:
+        cli_custom["sigma"] = args.sigma
     file_raw: dict[str, Any] = read_config_file(args.config) if args.config else {}
     source = args.config or "command line"
     file_custom = file_raw.get("custom") if isinstance(file_raw.get("custom"), dict) else {}
@@ -495,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--distances", help="CSV: from, to, cost (road distances; Gaussian kernel)")
     g.add_argument("--edges", help="CSV: from, to[, weight] sensor-id pairs")
     g.add_argument("--adjacency", help="headerless dense N x N CSV in the series' column order")
+    g.add_argument("--sigma", type=float,
+                   help="Gaussian kernel width for --distances (cost units) or --locations (km); "
+                        "default: the std of the distances")
     g.add_argument("--zero-is-missing", action="store_true", help="treat zeros in --series as missing")
     common(t)
     t.set_defaults(func=_cmd_train)
