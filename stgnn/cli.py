@@ -179,7 +179,7 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
         labels[("head",)] = labels[("head", "kind")] = "--head"
     if args.quantiles is not None:
         merged["head"]["quantiles"] = args.quantiles
-        labels[("head", "quantiles")] = "--quantiles"
+        labels[("head",)] = labels[("head", "quantiles")] = "--quantiles"
     return RunConfig.from_dict(merged, source=source, labels=labels)
 
 
