@@ -43,14 +43,15 @@ from stgnn.configs import available_configs, paper_config_name, paper_config_raw
 from stgnn.data.download import download_dataset, ensure_dataset, verify_dataset
 from stgnn.data.readers import load_dataset
 from stgnn.data.registry import DATASETS, dataset_present, resolve_root
-from stgnn.metrics import MaskedMetrics
+from stgnn.distributions import ForecastDistribution
+from stgnn.metrics import INTERVAL_LEVELS, MaskedMetrics
 from stgnn.models import MODELS
 from stgnn.protocols.baselines import STATISTICAL_BASELINES
 from stgnn.protocols.reproduce import TABLE_MODELS, reproduce_tgcn
 from stgnn.protocols.score import infer_pre_len, score_dcrnn_predictions, score_predictions
 from stgnn.protocols.tgcn import PROTOCOL_SETTINGS
 from stgnn.published import published_for
-from stgnn.report import horizon_table
+from stgnn.report import horizon_table, interval_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
 from stgnn.training.checkpoint import load_checkpoint, write_json
 from stgnn.training.config import CUSTOM_GRAPH_KEYS, RunConfig, check_device_name, merge, read_config_file
@@ -176,6 +177,12 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
         if value is not None:
             merged["train"][key] = value
             labels[("train", key)] = f"--{key.replace('_', '-')}"
+    if args.head is not None and args.head != merged["head"].get("kind"):
+        merged["head"] = {"kind": args.head}  # another kind does not inherit the config's levels
+        labels[("head",)] = labels[("head", "kind")] = "--head"
+    if args.quantiles is not None:
+        merged["head"]["quantiles"] = args.quantiles
+        labels[("head",)] = labels[("head", "quantiles")] = "--quantiles"
     return RunConfig.from_dict(merged, source=source, labels=labels)
 
 
@@ -192,6 +199,9 @@ def _default_output(cfg: RunConfig) -> Path:
 def _print_table(result: dict, dataset: str, model: str, interval: int) -> None:
     print(f"\n{model} on {dataset} (test split, masked metrics, MAPE in %):\n")
     print(horizon_table(result["horizons"], published_for(dataset, model), interval))
+    if "crps" in result["horizons"].get("average", {}):
+        print(f"\nprobabilistic forecast ({dataset}, test split):\n")
+        print(interval_table(result["horizons"], interval))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -359,13 +369,28 @@ def _window_starts_for(exp: Experiment, stamps: Sequence[str]) -> tuple[list[pd.
     return origins, torch.tensor(starts, dtype=torch.long)
 
 
+def _forecast_intervals(forecast: ForecastDistribution) -> dict[str, np.ndarray]:
+    """``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` ``[B, H, N]`` (first target feature) for
+    each interval level of :data:`~stgnn.metrics.INTERVAL_LEVELS` the forecast gives; none for a
+    point forecast."""
+    out: dict[str, np.ndarray] = {}
+    for level in INTERVAL_LEVELS:
+        if forecast.covers(level):
+            low, high = forecast.interval(level)
+            out[f"lower_{100 * level:g}"] = low[..., 0].numpy()
+            out[f"upper_{100 * level:g}"] = high[..., 0].numpy()
+    return out
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     if Path(args.output).suffix.lower() not in {".csv", ".parquet", ".pq"}:
         raise UsageError(f"--output {args.output}: must end in .csv or .parquet")
     _check_writable(Path(args.output).parent, "--output")
     exp = _from_checkpoint(args)
     origins, starts = _window_starts_for(exp, args.at)
-    pred = exp.predict(exp.data.batch(starts))[..., 0].numpy()  # [B, H, N]
+    forecast = exp.predict_distribution(exp.data.batch(starts))
+    pred = forecast.point[..., 0].numpy()  # [B, H, N]
+    bounds = _forecast_intervals(forecast)
     step = pd.Timedelta(minutes=exp.dataset.interval_minutes)
     T = exp.dataset.num_steps
     rows = []
@@ -378,8 +403,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else:
                 truth = np.full(exp.dataset.num_nodes, np.nan)
             for n, sensor in enumerate(exp.dataset.node_ids):
-                rows.append((origin, origin + (h + 1) * step, h + 1, sensor, float(pred[b, h, n]), float(truth[n])))
-    frame = pd.DataFrame(rows, columns=["origin", "timestamp", "horizon", "sensor", "prediction", "truth"])
+                rows.append((origin, origin + (h + 1) * step, h + 1, sensor, float(pred[b, h, n]), float(truth[n]),
+                             *(float(v[b, h, n]) for v in bounds.values())))
+    frame = pd.DataFrame(rows, columns=["origin", "timestamp", "horizon", "sensor", "prediction", "truth", *bounds])
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() in {".parquet", ".pq"}:
@@ -387,7 +413,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     else:
         frame.to_csv(out, index=False)
     print(f"wrote {len(frame)} forecasts ({len(origins)} origins x {exp.spec.horizon} steps x "
-          f"{exp.dataset.num_nodes} sensors) to {out}")
+          f"{exp.dataset.num_nodes} sensors) to {out}" + (f"; intervals {', '.join(bounds)}" if bounds else ""))
     return 0
 
 
@@ -445,16 +471,20 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     starts = exp.data.splits[args.split]
     metrics = MaskedMetrics(horizons=[exp.spec.horizon], null_value=exp.config.data.null_value)
     preds, truths, masks = [], [], []
+    bands: dict[str, list[np.ndarray]] = {}
     for i in range(0, starts.numel(), 256):
         chunk = starts[i : i + 256]
         batch = exp.data.batch(chunk)
-        pred = exp.predict(batch)
-        metrics.update(pred, batch.y, batch.mask)
+        forecast = exp.predict_distribution(batch)
+        metrics.update(forecast, batch.y, batch.mask)
         h = args.horizon - 1
-        preds.append(pred[:, h, sensors, 0])
+        preds.append(forecast.point[:, h, sensors, 0])
         truths.append(batch.y[:, h, sensors, 0])
         masks.append(batch.mask[:, h, sensors])
+        for name, values in _forecast_intervals(forecast).items():
+            bands.setdefault(name, []).append(values[:, h, sensors])
     pred_t, truth_t, mask_t = torch.cat(preds), torch.cat(truths), torch.cat(masks)
+    band_t = {name: np.concatenate(parts) for name, parts in bands.items()}
     times = exp.dataset.timestamps[(starts + exp.spec.input_len + args.horizon - 1).numpy()]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -464,6 +494,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         truth = np.where(mask_t[:, i].numpy(), truth_t[:, i].numpy(), np.nan)
         ax.plot(times, truth, lw=0.8, label="truth", color="black")
         ax.plot(times, pred_t[:, i].numpy(), lw=0.8, label=f"forecast @{args.horizon}", color="tab:red")
+        for level, alpha in (("95", 0.15), ("80", 0.3)):
+            if f"lower_{level}" in band_t:
+                ax.fill_between(times, band_t[f"lower_{level}"][:, i], band_t[f"upper_{level}"][:, i],
+                                color="tab:red", alpha=alpha, lw=0, label=f"{level} % interval")
         ax.set_ylabel(f"{exp.dataset.node_ids[s]}\n[{exp.dataset.units}]")
         ax.legend(loc="lower left", fontsize=8)
     axes[0, 0].set_title(f"{exp.config.model} on {exp.dataset.name}, {args.split} split, horizon {args.horizon}")
@@ -521,6 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs; 0 = no cap)")
+    t.add_argument("--head", choices=["point", "gaussian", "quantile"],
+                   help="forecast a point (default), a Gaussian (mean and scale) or quantiles ([head] kind)")
+    t.add_argument("--quantiles", type=float, nargs="+", metavar="Q",
+                   help="levels of --head quantile (default 0.1 0.5 0.9; [head] quantiles)")
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
     g = t.add_argument_group("your own data (instead of --dataset)")

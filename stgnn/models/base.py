@@ -58,6 +58,9 @@ class Forecaster(nn.Module):
     """
 
     trainable: ClassVar[bool] = True
+    output_feedback_params: ClassVar[tuple[str, ...]] = ()
+    """Hyper-parameters that, when true, make the model feed its forecasts back into its input
+    feature slots (a probabilistic head, whose outputs are distribution parameters, is then refused)."""
 
     def forecast(
         self,

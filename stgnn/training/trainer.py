@@ -29,8 +29,10 @@ from stgnn.data.custom import load_custom
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.readers import load_dataset
 from stgnn.data.windows import StandardScaler, WindowData
-from stgnn.metrics import MaskedMetrics, masked_mae_loss
-from stgnn.models import Batch, Forecaster, ModelSpec, build_model
+from stgnn.distributions import ForecastDistribution, PointForecast
+from stgnn.metrics import MaskedMetrics, masked_forecast_loss
+from stgnn.models import MODELS, Batch, Forecaster, ModelSpec, build_model
+from stgnn.models.heads import DistributionalForecaster
 from stgnn.training.checkpoint import (
     atomic_write_text,
     environment,
@@ -156,7 +158,11 @@ class Experiment:
         )
         device = select_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
-        model = build_model(cfg.model, spec, **cfg.model_params).to(device)
+        if cfg.head.kind == "point":
+            model = build_model(cfg.model, spec, **cfg.model_params).to(device)
+        else:
+            model = DistributionalForecaster(MODELS[cfg.model], spec, cfg.head.kind, cfg.head.quantiles,
+                                             **cfg.model_params).to(device)
         return cls(
             cfg, ds, data, spec, model, device,
             ds.graph.edge_index.to(device), ds.graph.edge_weight.to(device),
@@ -167,12 +173,35 @@ class Experiment:
         """The data fingerprint a checkpoint records (see :mod:`stgnn.training.fingerprint`)."""
         return data_fingerprint(self.dataset, self.data, self.files)
 
-    def predict(self, batch: Batch) -> Tensor:
-        """Forecasts in raw units ``[B, H, N, F_out]`` (on the CPU) for ``batch``."""
+    def to_raw(self, output: Tensor) -> ForecastDistribution:
+        """The model's output for a batch (scaled) as a forecast in raw units.
+
+        A point model's output becomes a :class:`~stgnn.distributions.PointForecast`; a model
+        with a probabilistic head gives its distribution, mapped through the target scaler
+        (locations and quantiles ``* std + mean``, a Gaussian scale only ``* std``).
+        """
+        scaler = self.data.target_scaler
+        if isinstance(self.model, DistributionalForecaster):
+            return self.model.distribution(output.float()).affine(scaler.std, scaler.mean)
+        return PointForecast(scaler.inverse(output.float()))
+
+    def predict_distribution(self, batch: Batch) -> ForecastDistribution:
+        """The forecast distribution for ``batch`` in raw units (tensors on the CPU).
+
+        ``.mean`` is ``[B, H, N, F_out]`` (the median for a quantile head), ``.quantile(q)`` and
+        ``.interval(level) -> (low, high)`` give quantiles and central intervals; a point model
+        gives a :class:`~stgnn.distributions.PointForecast` (``kind == "point"``), whose
+        quantiles and intervals raise a ``ValueError``.
+        """
         self.model.eval()
         with torch.no_grad():
-            pred = self.model.forecast(batch.to(self.device), self.edge_index, self.edge_weight)
-        return self.data.target_scaler.inverse(pred.float()).cpu()
+            out = self.model.forecast(batch.to(self.device), self.edge_index, self.edge_weight)
+        return self.to_raw(out.cpu())
+
+    def predict(self, batch: Batch) -> Tensor:
+        """Point forecasts in raw units ``[B, H, N, F_out]`` (on the CPU) for ``batch``: the mean
+        of a Gaussian head, the median of a quantile head."""
+        return self.predict_distribution(batch).point
 
     def evaluate(self, split: str, batch_size: int = 64, progress: bool = False) -> MaskedMetrics:
         """Masked metrics over a whole split (sums and counts, divided once)."""
@@ -190,7 +219,7 @@ class Experiment:
                 batch = batch.to(self.device)
                 with autocast:
                     pred = self.model.forecast(batch, self.edge_index, self.edge_weight)
-                metrics.update(self.data.target_scaler.inverse(pred.float()), batch.y, batch.mask)
+                metrics.update(self.to_raw(pred), batch.y, batch.mask)
         return metrics
 
 
@@ -439,10 +468,9 @@ class Trainer:
             tf = schedule(self.global_step, tc.teacher_forcing_tau)
             with autocast:
                 pred = exp.model.forecast(batch, exp.edge_index, exp.edge_weight, teacher_forcing=tf)
-            pred = exp.data.target_scaler.inverse(pred.float())
             level = curriculum_level(self.global_step, tc.curriculum_steps, exp.spec.horizon)
             y, mask = batch.y[:, :level], batch.mask[:, :level]
-            loss = masked_mae_loss(pred[:, :level], y, mask, self.cfg.data.null_value)
+            loss = masked_forecast_loss(exp.to_raw(pred[:, :level]), y, mask, self.cfg.data.null_value)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.clip_grad_norm > 0:
