@@ -52,7 +52,14 @@ from stgnn.published import published_for
 from stgnn.report import horizon_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
 from stgnn.training.checkpoint import load_checkpoint, write_json
-from stgnn.training.config import CUSTOM_GRAPH_KEYS, RunConfig, check_device_name, merge, read_config_file
+from stgnn.training.config import (
+    COVARIATE_KEYS,
+    CUSTOM_GRAPH_KEYS,
+    RunConfig,
+    check_device_name,
+    merge,
+    read_config_file,
+)
 from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, select_device
 
 __all__ = ["UsageError", "main"]
@@ -143,7 +150,7 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
     A graph file given on the command line replaces the config's ``[custom]`` graph file (a
     run has one graph); the other ``[custom]`` keys (``k_neighbors``, ...) are kept.
     """
-    cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS) if getattr(args, k)}
+    cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS, *COVARIATE_KEYS) if getattr(args, k)}
     if args.zero_is_missing:
         cli_custom["zero_is_missing"] = True
     file_raw: dict[str, Any] = read_config_file(args.config) if args.config else {}
@@ -494,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--edges", help="CSV: from, to[, weight] sensor-id pairs")
     g.add_argument("--adjacency", help="headerless dense N x N CSV in the series' column order")
     g.add_argument("--zero-is-missing", action="store_true", help="treat zeros in --series as missing")
+    g.add_argument("--time-covariates",
+                   help="CSV/Parquet: timestamp, covariates (global) or timestamp, sensor_id, covariates (per sensor)")
+    g.add_argument("--node-attributes", help="CSV/Parquet: sensor_id, attributes (text columns one-hot encoded)")
     common(t)
     t.set_defaults(func=_cmd_train)
 

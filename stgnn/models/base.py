@@ -58,6 +58,10 @@ class Forecaster(nn.Module):
     """
 
     trainable: ClassVar[bool] = True
+    accepts_covariates: ClassVar[bool] = True
+    """Whether the model reads every input channel ``x[..., :F_in]`` (``spec.in_channels``), so that
+    user covariates (:mod:`stgnn.data.covariates`) reach it.  A model that looks only at the
+    readings (or at none of ``x``) sets it to ``False``; a config with covariates is then refused."""
 
     def forecast(
         self,

@@ -56,6 +56,7 @@ from stgnn.data.registry import DATASETS
 from stgnn.models import MODELS
 
 __all__ = [
+    "COVARIATE_KEYS",
     "CUSTOM_GRAPH_KEYS",
     "ConfigError",
     "CustomConfig",
@@ -72,6 +73,9 @@ __all__ = [
 
 CUSTOM_GRAPH_KEYS = ("locations", "distances", "edges", "adjacency")
 """The ``[custom]`` keys that describe the graph; exactly one is given."""
+
+COVARIATE_KEYS = ("time_covariates", "node_attributes")
+"""The ``[custom]`` keys of user covariate files (optional; see :mod:`stgnn.data.covariates`)."""
 
 
 class ConfigError(ValueError):
@@ -251,6 +255,21 @@ class CustomConfig(_Section):
         ),
     )
     units: str = Field("", description="Units of the readings, for reports.")
+    time_covariates: str | None = Field(
+        None,
+        description=(
+            "CSV / Parquet covariates by time, fed to the model as extra inputs: a timestamp column, then one "
+            "column per covariate (global), or timestamp, sensor_id, covariates (per sensor); see "
+            "stgnn.data.covariates."
+        ),
+    )
+    node_attributes: str | None = Field(
+        None,
+        description=(
+            "CSV / Parquet static sensor attributes, fed to the model as extra inputs: a sensor_id column, then "
+            "one column per attribute (text columns are one-hot encoded)."
+        ),
+    )
 
     def given(self) -> dict[str, Any]:
         """The keys that are set (not ``None``), as keyword arguments of ``load_custom``."""
@@ -265,6 +284,9 @@ class CustomConfig(_Section):
             )
         if self.series is None and graphs:
             raise ValueError(f"{', '.join(graphs)} given without series")
+        extra = [k for k in COVARIATE_KEYS if getattr(self, k) is not None]
+        if self.series is None and extra:
+            raise ValueError(f"{', '.join(extra)} given without series (covariates are for own data)")
         return self
 
 
@@ -305,6 +327,11 @@ class RunConfig(_Section):
                 f"[custom] series is set but dataset is {self.dataset!r}; set dataset = 'custom' or drop [custom]"
             )
         _check_model_params(self.model, self.model_params)
+        extra = [k for k in COVARIATE_KEYS if getattr(self.custom, k) is not None]
+        if extra and not MODELS[self.model].accepts_covariates:
+            able = sorted(name for name, cls in MODELS.items() if cls.accepts_covariates)
+            raise ValueError(f"[custom] {', '.join(extra)}: model {self.model!r} cannot use covariates (it does not "
+                             f"read extra input features); models that do: {', '.join(able)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -406,7 +433,7 @@ def _check_model_params(model: str, values: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- TOML
-_PATH_KEYS = ("series", *CUSTOM_GRAPH_KEYS)
+_PATH_KEYS = ("series", *CUSTOM_GRAPH_KEYS, *COVARIATE_KEYS)
 
 
 def load_config(path: str | os.PathLike[str], base: RunConfig | None = None) -> RunConfig:
