@@ -204,6 +204,9 @@ class WindowData:
             self.covariate_scaler = covariate_scaler
             parts.append(covariate_scaler.transform(user.expand(dataset.num_steps, n)))
         self.inputs = torch.cat(parts, dim=-1).contiguous()
+        self.channel_names: tuple[str, ...] = (
+            *(dataset.feature_names[i] for i in feats), *covariate_names, *(user.names if user is not None else ()))
+        """The name of every input channel (``F_in``): reading features, covariates, user covariates."""
         self.target_features = tf
         self.targets = series[:, :, tf].contiguous()
         self.targets_scaled = scaled[:, :, tf].contiguous()
