@@ -476,9 +476,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError(str(exc)) from exc
     truth = "missing" if summary["truth"] is None else f"{summary['truth']:.3f}"
-    print(f"{summary['model']} forecast of sensor {summary['sensor']} for {summary['time']} "
-          f"({summary['horizon']} steps ahead): {summary['forecast']:.3f} (truth {truth}; baseline input gives "
-          f"{summary['baseline_forecast']:.3f}; attribution completeness gap {summary['completeness_gap']:.2g})")
+    ahead = f"{args.horizon} step{'s' if args.horizon != 1 else ''} ahead"
+    print(f"{summary['model']} forecast of sensor {summary['sensor']} for {summary['time']} ({ahead}): "
+          f"{summary['forecast']:.3f} (truth {truth}; baseline input gives {summary['baseline_forecast']:.3f}; "
+          f"attribution completeness gap {summary['completeness_gap']:.2g})")
     print("sensors that drove it (integrated gradients, total |attribution|):")
     for row in summary["top_sensors"]:
         print(f"  {row['rank']:>3}  {row['sensor']:<12} {row['importance']:.4f}  ({row['share']:.1%})")

@@ -94,6 +94,10 @@ def _attribution_baseline(exp: Experiment, x: Tensor) -> Tensor:
     return base
 
 
+def _ahead(horizon: int) -> str:
+    return f"{horizon} step{'s' if horizon != 1 else ''} ahead"
+
+
 def _write_csv(path: Path, header: list[str], rows: list[tuple[Any, ...]]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -146,11 +150,11 @@ def _write_attribution(exp: Experiment, out: Path, plt: Any, attr: Attribution, 
     heat = values.sum(axis=2)[:, shown].T  # [sensors, T_in]
     bound = float(np.abs(heat).max()) or 1.0
     image = axes[0].imshow(heat, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
-    fig.colorbar(image, ax=axes[0], label=f"attribution [{exp.dataset.units or 'units'}]")
+    fig.colorbar(image, ax=axes[0], label=f"attribution [{exp.dataset.units or 'reading units'}]")
     axes[0].set_yticks(range(len(shown)), [ids[n] + (" *" if n == node else "") for n in shown], fontsize=7)
     axes[0].set_xticks(range(t_in), [str(i - t_in + 1) for i in range(t_in)], fontsize=7)
     axes[0].set_xlabel("input step (0 = forecast origin)")
-    axes[0].set_title(f"integrated gradients: {ids[node]} at {stamp} ({horizon} steps ahead)", fontsize=10)
+    axes[0].set_title(f"integrated gradients: {ids[node]} at {stamp} ({_ahead(horizon)})", fontsize=10)
     axes[1].barh(range(len(shown)), importance[shown][::-1], color="tab:blue")
     axes[1].set_yticks(range(len(shown)), [ids[n] for n in shown][::-1], fontsize=7)
     axes[1].set_xlabel("total |attribution|")

@@ -45,7 +45,7 @@ def test_explain_graph_wavenet_writes_pngs_and_csvs(tmp_path, capsys, single_thr
     assert main(["explain", "--checkpoint", str(run / "checkpoint.pt"), "--sensor", ids[TARGET], "--time", time,
                  "--output", str(out), "--top-k", "3", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert f"forecast of sensor {ids[TARGET]} for 2024-01-02 22:00:00 (1 steps ahead)" in printed
+    assert f"forecast of sensor {ids[TARGET]} for 2024-01-02 22:00:00 (1 step ahead)" in printed
     for name in ("attribution.csv", "sensor_importance.csv", "attribution.png", "adaptive_adjacency.csv",
                  "adaptive_top_edges.csv", "adaptive_adjacency.png", "adaptive_edges_map.png", "summary.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
