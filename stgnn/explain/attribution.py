@@ -97,6 +97,20 @@ def integrated_gradients(
     Raises:
         ValueError: ``batch`` holds more than one window, ``steps < 1``, or the forecast does
             not depend on ``batch.x`` (statistical baselines such as ``ha``).
+
+    Example:
+        >>> from stgnn.models import ModelSpec, build_model
+        >>> model = build_model("gwnet", ModelSpec(num_nodes=3, in_channels=1, out_channels=1, horizon=2),
+        ...                     residual_channels=8, dilation_channels=8, skip_channels=8, end_channels=8)
+        >>> x = torch.randn(1, 12, 3, 1)
+        >>> batch = Batch(x=x, y=torch.zeros(1, 2, 3, 1), y_scaled=torch.zeros(1, 2, 3, 1),
+        ...               mask=torch.ones(1, 2, 3, dtype=torch.bool), start=torch.zeros(1, dtype=torch.long),
+        ...               slot=torch.zeros(1, 2, dtype=torch.long))
+        >>> attr = integrated_gradients(model, batch, torch.tensor([[0, 1], [1, 2]]), horizon=1, node=2)
+        >>> attr.values.shape, attr.sensor_importance().shape
+        (torch.Size([12, 3, 1]), torch.Size([3]))
+        >>> abs(attr.delta) < 0.05 * abs(attr.output - attr.baseline_output) + 1e-4
+        True
     """
     if batch.x.shape[0] != 1:
         raise ValueError(f"integrated_gradients explains one window; got a batch of {batch.x.shape[0]}")

@@ -44,6 +44,10 @@ def top_edges(adjacency: Tensor, node_ids: Sequence[str], k: int) -> list[tuple[
 
     Raises:
         ValueError: ``k < 1`` or ``adjacency`` is not ``[N, N]`` for the ``N`` ids.
+
+    Example:
+        >>> top_edges(torch.tensor([[0.9, 0.1], [0.7, 0.3]]), ["a", "b"], 1)
+        [('b', 'a', 0.699999988079071)]
     """
     n = len(node_ids)
     if k < 1:
