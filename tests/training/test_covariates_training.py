@@ -113,6 +113,14 @@ def test_cli_train_then_evaluate_reuses_the_training_covariate_scaler(tmp_path, 
                  "--quiet"]) == 0
     evaluated = json.loads((tmp_path / "ev.json").read_text())
     assert evaluated["horizons"]["average"]["mae"] == pytest.approx(trained["horizons"]["average"]["mae"], rel=1e-6)
+    # sensors reordered in the readings file: covariates follow their sensors to the trained nodes
+    frame = pd.read_csv(files["series"])
+    frame[["timestamp", *reversed(frame.columns[1:])]].to_csv(files["series"], index=False)
+    with pytest.warns(UserWarning, match="the data changed since training"):
+        assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--output",
+                     str(tmp_path / "ev2.json"), "--quiet", "--debug"]) == 0
+    again = json.loads((tmp_path / "ev2.json").read_text())
+    assert again["horizons"]["average"]["mae"] == pytest.approx(trained["horizons"]["average"]["mae"], rel=1e-6)
     capsys.readouterr()
     assert main(["train", "--model", "last", "--series", str(files["series"]), "--edges", str(files["edges"]),
                  "--time-covariates", str(files["time_covariates"]), "--output", str(tmp_path / "x")]) == 2
