@@ -11,6 +11,7 @@ Commands::
     stgnn evaluate --checkpoint FILE
     stgnn predict  --checkpoint FILE --at TIMESTAMP [--at ...] --output FILE.csv|.parquet
     stgnn plot     --checkpoint FILE [--sensors 0,5 | --sensors ID,...] [--horizon 3] --output DIR
+    stgnn explain  --checkpoint FILE --sensor ID --time T [--horizon 1] --output DIR
 
 A user error (a bad argument, config value, file or device) ends the command with one line
 per problem, ``stgnn: error: <argument or file>: <problem>``, on stderr and exit status 2;
@@ -44,6 +45,7 @@ from stgnn.data.download import download_dataset, ensure_dataset, verify_dataset
 from stgnn.data.readers import load_dataset
 from stgnn.data.registry import DATASETS, dataset_present, resolve_root
 from stgnn.distributions import ForecastDistribution
+from stgnn.explain.report import explain_forecast
 from stgnn.metrics import INTERVAL_LEVELS, MaskedMetrics
 from stgnn.models import MODELS
 from stgnn.protocols.baselines import STATISTICAL_BASELINES
@@ -54,7 +56,14 @@ from stgnn.published import published_for
 from stgnn.report import horizon_table, interval_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
 from stgnn.training.checkpoint import load_checkpoint, write_json
-from stgnn.training.config import CUSTOM_GRAPH_KEYS, RunConfig, check_device_name, merge, read_config_file
+from stgnn.training.config import (
+    COVARIATE_KEYS,
+    CUSTOM_GRAPH_KEYS,
+    RunConfig,
+    check_device_name,
+    merge,
+    read_config_file,
+)
 from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, select_device
 
 __all__ = ["UsageError", "main"]
@@ -145,7 +154,7 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
     A graph file given on the command line replaces the config's ``[custom]`` graph file (a
     run has one graph); the other ``[custom]`` keys (``k_neighbors``, ...) are kept.
     """
-    cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS) if getattr(args, k)}
+    cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS, *COVARIATE_KEYS) if getattr(args, k)}
     if args.zero_is_missing:
         cli_custom["zero_is_missing"] = True
     if args.sigma is not None:
@@ -521,6 +530,32 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    if args.steps < 1:
+        raise UsageError(f"--steps: must be >= 1, got {args.steps}")
+    if args.top_k < 1:
+        raise UsageError(f"--top-k: must be >= 1, got {args.top_k}")
+    if args.windows < 1:
+        raise UsageError(f"--windows: must be >= 1, got {args.windows}")
+    _check_writable(Path(args.output), "--output")
+    exp = _from_checkpoint(args)
+    try:
+        summary = explain_forecast(exp, args.output, sensor=args.sensor, time=args.time, horizon=args.horizon,
+                                   steps=args.steps, top_k=args.top_k, split=args.split, max_windows=args.windows)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from exc
+    truth = "missing" if summary["truth"] is None else f"{summary['truth']:.3f}"
+    ahead = f"{args.horizon} step{'s' if args.horizon != 1 else ''} ahead"
+    print(f"{summary['model']} forecast of sensor {summary['sensor']} for {summary['time']} ({ahead}): "
+          f"{summary['forecast']:.3f} (truth {truth}; baseline input gives {summary['baseline_forecast']:.3f}; "
+          f"attribution completeness gap {summary['completeness_gap']:.2g})")
+    print("sensors that drove it (integrated gradients, total |attribution|):")
+    for row in summary["top_sensors"]:
+        print(f"  {row['rank']:>3}  {row['sensor']:<12} {row['importance']:.4f}  ({row['share']:.1%})")
+    print(f"wrote {', '.join(summary['files'])} to {args.output}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``stgnn``."""
@@ -571,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Gaussian kernel width for --distances (cost units) or --locations (km); "
                         "default: the std of the distances")
     g.add_argument("--zero-is-missing", action="store_true", help="treat zeros in --series as missing")
+    g.add_argument("--time-covariates",
+                   help="CSV/Parquet: timestamp, covariates (global) or timestamp, sensor_id, covariates (per sensor)")
+    g.add_argument("--node-attributes", help="CSV/Parquet: sensor_id, attributes (text columns one-hot encoded)")
     common(t)
     t.set_defaults(func=_cmd_train)
 
@@ -630,6 +668,22 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--device", default=None)
     common(pl)
     pl.set_defaults(func=_cmd_plot)
+
+    ex = sub.add_parser("explain", help="explain a checkpoint: attribution of one forecast, learned adjacency, "
+                                        "attention maps (PNG + CSV)")
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--sensor", required=True, help="sensor id of the forecast to explain")
+    ex.add_argument("--time", required=True, help="the timestamp forecast")
+    ex.add_argument("--horizon", type=int, default=1, help="steps ahead the forecast was made (default 1)")
+    ex.add_argument("--steps", type=int, default=64, help="integrated-gradients integration steps (default 64)")
+    ex.add_argument("--top-k", type=int, default=10, help="learned edges and sensors listed (default 10)")
+    ex.add_argument("--split", default="test", choices=["train", "val", "test"],
+                    help="period whose windows the attention maps are averaged over (default test)")
+    ex.add_argument("--windows", type=int, default=512, help="at most this many windows of --split (default 512)")
+    ex.add_argument("--output", required=True, help="output directory")
+    ex.add_argument("--device", default=None)
+    common(ex)
+    ex.set_defaults(func=_cmd_explain)
     return p
 
 

@@ -30,7 +30,7 @@ def _block(marker):
 
 
 _SPEED = {"train": ["--max-batches", "2", "--quiet"], "reproduce": ["--epochs", "1", "--max-batches", "1", "--quiet"],
-          "evaluate": ["--quiet"], "predict": ["--quiet"], "plot": ["--quiet"]}
+          "evaluate": ["--quiet"], "predict": ["--quiet"], "plot": ["--quiet"], "explain": ["--quiet"]}
 
 
 def _run(commands, cwd, data):
@@ -78,6 +78,14 @@ def test_probabilistic_example_runs(tmp_path, shared_data):
 
 
 @pytest.mark.slow
+def test_covariates_and_explain_example_runs(tmp_path, shared_data):
+    make_example = [args for args in _block("make_example.py") if args[0] == "python"]
+    _run(make_example + _block("stgnn explain"), tmp_path, shared_data)
+    for name in ("attribution.png", "sensor_importance.csv", "adaptive_edges_map.png", "summary.json"):
+        assert (tmp_path / "explain" / name).is_file(), name
+
+
+@pytest.mark.slow
 def test_reproduce_example_runs(tmp_path, shared_data):
     _run(_block("stgnn reproduce"), tmp_path, shared_data)
     summary = (tmp_path / "results" / "RESULTS.md").read_text()
@@ -95,6 +103,6 @@ def test_load_dataset_example_runs(shared_data, monkeypatch):
 
 def test_every_block_is_covered():
     markers = ("make run", "stgnn datasets list", "make_example.py", "stgnn reproduce", "make test     #",
-               "--head gaussian")
+               "--head gaussian", "stgnn explain")
     assert all(any(m in b for m in markers) for b in _blocks("bash"))
     assert len(_blocks("python")) == 2

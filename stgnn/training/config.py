@@ -61,6 +61,7 @@ from stgnn.models import MODELS
 from stgnn.models.heads import DEFAULT_QUANTILES, head_problems
 
 __all__ = [
+    "COVARIATE_KEYS",
     "CUSTOM_GRAPH_KEYS",
     "ConfigError",
     "CustomConfig",
@@ -78,6 +79,9 @@ __all__ = [
 
 CUSTOM_GRAPH_KEYS = ("locations", "distances", "edges", "adjacency")
 """The ``[custom]`` keys that describe the graph; exactly one is given."""
+
+COVARIATE_KEYS = ("time_covariates", "node_attributes")
+"""The ``[custom]`` keys of user covariate files (optional; see :mod:`stgnn.data.covariates`)."""
 
 
 class ConfigError(ValueError):
@@ -315,6 +319,21 @@ class CustomConfig(_Section):
         ),
     )
     units: str = Field("", description="Units of the readings, for reports.")
+    time_covariates: str | None = Field(
+        None,
+        description=(
+            "CSV / Parquet covariates by time, fed to the model as extra inputs: a timestamp column, then one "
+            "column per covariate (global), or timestamp, sensor_id, covariates (per sensor); see "
+            "stgnn.data.covariates."
+        ),
+    )
+    node_attributes: str | None = Field(
+        None,
+        description=(
+            "CSV / Parquet static sensor attributes, fed to the model as extra inputs: a sensor_id column, then "
+            "one column per attribute (text columns are one-hot encoded)."
+        ),
+    )
 
     def given(self) -> dict[str, Any]:
         """The keys that are set (not ``None``), as keyword arguments of ``load_custom``."""
@@ -329,6 +348,9 @@ class CustomConfig(_Section):
             )
         if self.series is None and graphs:
             raise ValueError(f"{', '.join(graphs)} given without series")
+        extra = [k for k in COVARIATE_KEYS if getattr(self, k) is not None]
+        if self.series is None and extra:
+            raise ValueError(f"{', '.join(extra)} given without series (covariates are for own data)")
         return self
 
 
@@ -373,6 +395,11 @@ class RunConfig(_Section):
         problems = head_problems(MODELS[self.model], self.head.kind, self.model_params, self.train.teacher_forcing)
         if problems:
             raise ValueError("\n".join(f"[head] kind = {self.head.kind!r}: {p}" for p in problems))
+        extra = [k for k in COVARIATE_KEYS if getattr(self.custom, k) is not None]
+        if extra and not MODELS[self.model].accepts_covariates:
+            able = sorted(name for name, cls in MODELS.items() if cls.accepts_covariates)
+            raise ValueError(f"[custom] {', '.join(extra)}: model {self.model!r} cannot use covariates (it does not "
+                             f"read extra input features); models that do: {', '.join(able)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -475,7 +502,7 @@ def _check_model_params(model: str, values: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- TOML
-_PATH_KEYS = ("series", *CUSTOM_GRAPH_KEYS)
+_PATH_KEYS = ("series", *CUSTOM_GRAPH_KEYS, *COVARIATE_KEYS)
 
 
 def load_config(path: str | os.PathLike[str], base: RunConfig | None = None) -> RunConfig:

@@ -127,6 +127,7 @@ class Experiment:
         *,
         dataset: TrafficDataset | None = None,
         scaler: StandardScaler | None = None,
+        covariate_scaler: StandardScaler | None = None,
     ) -> Experiment:
         """Load data, window it, fit the scaler on train, and build the model.
 
@@ -135,6 +136,8 @@ class Experiment:
             root: Data root for registry datasets.
             dataset: Already loaded data (default: :func:`load_data`).
             scaler: A fitted scaler to reuse (default: fit on the training windows).
+            covariate_scaler: A fitted scaler of the user covariates to reuse (default: fit on
+                the training period).
         """
         ds = dataset if dataset is not None else load_data(cfg, root)
         dc = cfg.data
@@ -147,6 +150,7 @@ class Experiment:
             input_features=dc.input_features or None,
             target_features=dc.target_features,
             scaler=scaler,
+            covariate_scaler=covariate_scaler,
         )
         spec = ModelSpec(
             num_nodes=ds.num_nodes,
@@ -319,6 +323,8 @@ class Trainer:
             "spec": vars(self.exp.spec).copy(),
             "data": self.fingerprint,
             "scaler": self.exp.data.scaler.state_dict(),
+            "covariate_scaler": (None if self.exp.data.covariate_scaler is None
+                                 else self.exp.data.covariate_scaler.state_dict()),
             "model": self.exp.model.state_dict(),
             "best_model": self.best_state,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
@@ -696,7 +702,10 @@ def experiment_from_checkpoint(
             raise ValueError(f"{dataset.source}: readings every {dataset.interval_minutes} min, but {path} "
                              f"was trained on readings every {stored['interval_minutes']} min")
         dataset = align_sensors(dataset, stored["sensor_ids"], str(path))
-    exp = Experiment.build(cfg, root, dataset=dataset, scaler=StandardScaler.from_state_dict(state["scaler"]))
+    covariate_scaler = state.get("covariate_scaler")
+    exp = Experiment.build(cfg, root, dataset=dataset, scaler=StandardScaler.from_state_dict(state["scaler"]),
+                           covariate_scaler=None if covariate_scaler is None
+                           else StandardScaler.from_state_dict(covariate_scaler))
     if stored is not None:
         changes = fingerprint_changes(stored, exp.fingerprint())
         if changes:
