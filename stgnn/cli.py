@@ -5,6 +5,7 @@ Commands::
     stgnn datasets list|verify NAME|download NAME
     stgnn train    [--model NAME] [--dataset NAME | --series FILE (--locations|--distances|--edges|--adjacency) FILE]
                    [--config FILE] [--epochs N] [--output DIR] [--data-dir DIR] [--resume] [--no-download]
+                   [--init-from CHECKPOINT [--freeze PATTERN ...]]
     stgnn reproduce MODEL DATASET | --all  [--results-dir DIR] [--runs-dir DIR] [--no-download]
     stgnn reproduce [MODEL] [DATASET] --protocol tgcn [--all] [--epochs N] [--seeds 0 1 2] [--selection test val]
     stgnn score    --dataset NAME --protocol tgcn|dcrnn --predictions FILE [--pre-len P]
@@ -136,7 +137,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- train
-_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches")
+_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches", "init_from", "freeze")
 
 
 def _resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -196,6 +197,10 @@ def _print_table(result: dict, dataset: str, model: str, interval: int) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not args.output:
         raise UsageError("--resume: needs --output, the run folder to continue")
+    if args.init_from:
+        if not Path(args.init_from).is_file():
+            raise UsageError(f"--init-from {args.init_from}: file not found")
+        args.init_from = str(Path(args.init_from).resolve())
     cfg = _resolve_config(args)
     _check_device(cfg.train.device, "--device" if args.device else "[train] device")
     output = Path(args.output) if args.output else _default_output(cfg)
@@ -539,6 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs)")
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
+    t.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights where names and shapes fit (per-node tensors are "
+                        "re-initialised unless the sensors are the same); listed in the log and init_from.json")
+    t.add_argument("--freeze", nargs="+", metavar="PATTERN",
+                   help="with --init-from: parameter-name patterns (fnmatch, e.g. 'blocks.0.*') not to train")
     g = t.add_argument_group("your own data (instead of --dataset)")
     g.add_argument("--series", help="CSV/Parquet: a timestamp column, then one column per sensor")
     g.add_argument("--locations", help="CSV: sensor_id, latitude, longitude (k-nearest-neighbour graph)")
