@@ -17,7 +17,8 @@ seed) and listed:
 
 The target data keeps its own scaler, fitted on its own training period.  Frozen parameters
 (``fnmatch`` patterns on parameter names, e.g. ``blocks.0.*``) get ``requires_grad = False``,
-so the optimiser never updates them.
+so the optimiser never updates them; a pattern may cover re-initialised tensors too (they then
+keep their initialisation, e.g. a layer norm's ones and zeros), and both lists name them.
 """
 
 from __future__ import annotations

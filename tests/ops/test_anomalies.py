@@ -20,7 +20,6 @@ from stgnn.ops.anomalies import (
     read_series,
     residual_statistics,
     run_lengths,
-    score_alerts,
 )
 from stgnn.training.trainer import experiment_from_checkpoint
 
