@@ -5,6 +5,7 @@ Commands::
     stgnn datasets list|verify NAME|download NAME
     stgnn train    [--model NAME] [--dataset NAME | --series FILE (--locations|--distances|--edges|--adjacency) FILE]
                    [--config FILE] [--epochs N] [--output DIR] [--data-dir DIR] [--resume] [--no-download]
+                   [--init-from CHECKPOINT [--freeze PATTERN ...]]
     stgnn reproduce MODEL DATASET | --all  [--results-dir DIR] [--runs-dir DIR] [--no-download]
     stgnn reproduce [MODEL] [DATASET] --protocol tgcn [--all] [--epochs N] [--seeds 0 1 2] [--selection test val]
     stgnn score    --dataset NAME --protocol tgcn|dcrnn --predictions FILE [--pre-len P]
@@ -12,6 +13,8 @@ Commands::
     stgnn predict  --checkpoint FILE --at TIMESTAMP [--at ...] --output FILE.csv|.parquet
     stgnn plot     --checkpoint FILE [--sensors 0,5 | --sensors ID,...] [--horizon 3] --output DIR
     stgnn explain  --checkpoint FILE --sensor ID --time T [--horizon 1] --output DIR
+    stgnn anomalies --checkpoint FILE --series FILE [--threshold Z] --output DIR
+    stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted] --output DIR
 
 A user error (a bad argument, config value, file or device) ends the command with one line
 per problem, ``stgnn: error: <argument or file>: <problem>``, on stderr and exit status 2;
@@ -145,7 +148,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- train
-_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches")
+_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches", "init_from", "freeze")
 
 
 def _resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -216,6 +219,10 @@ def _print_table(result: dict, dataset: str, model: str, interval: int) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not args.output:
         raise UsageError("--resume: needs --output, the run folder to continue")
+    if args.init_from:
+        if not Path(args.init_from).is_file():
+            raise UsageError(f"--init-from {args.init_from}: file not found")
+        args.init_from = str(Path(args.init_from).resolve())
     cfg = _resolve_config(args)
     _check_device(cfg.train.device, "--device" if args.device else "[train] device")
     output = Path(args.output) if args.output else _default_output(cfg)
@@ -332,15 +339,19 @@ def _cmd_score(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- evaluate / predict / plot
 def _from_checkpoint(args: argparse.Namespace) -> Experiment:
     """The checkpoint's experiment; its dataset fetched first when missing (unless ``--no-download``)."""
-    state = load_checkpoint(args.checkpoint)
-    cfg = RunConfig.from_dict(state["config"], source=str(args.checkpoint))
+    return _checkpoint_experiment(args, args.checkpoint)[0]
+
+
+def _checkpoint_experiment(args: argparse.Namespace, path: str) -> tuple[Experiment, dict[str, Any]]:
+    """The experiment of checkpoint ``path`` and its contents, read once."""
+    state = load_checkpoint(path)
+    cfg = RunConfig.from_dict(state["config"], source=str(path))
     if args.device:
         _check_device(args.device, "--device")
     else:
-        _check_device(cfg.train.device, f"{args.checkpoint}: [train] device (pass --device)")
+        _check_device(cfg.train.device, f"{path}: [train] device (pass --device)")
     _ensure_data(cfg, args)
-    exp, _ = experiment_from_checkpoint(args.checkpoint, args.data_dir, args.device, state=state)
-    return exp
+    return experiment_from_checkpoint(path, args.data_dir, args.device, state=state)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -556,6 +567,52 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- anomalies
+def _cmd_anomalies(args: argparse.Namespace) -> int:
+    from stgnn.ops.anomalies import AnomalySettings, detect_anomalies, read_series, write_report
+
+    if args.max_plots < 0:
+        raise UsageError(f"--max-plots: must be >= 0, got {args.max_plots}")
+    settings = AnomalySettings(threshold=args.threshold, horizon=args.horizon, slot_minutes=args.slot_minutes,
+                               stuck_steps=args.stuck_steps, min_dropout=args.min_dropout)
+    _check_writable(Path(args.output), "--output")
+    exp = _from_checkpoint(args)
+    settings.check(exp.spec.horizon)
+    series = read_series(args.series, exp, zero_is_missing=args.zero_is_missing,
+                         missing_values=exp.config.custom.missing_values)
+    detection = detect_anomalies(exp, series, settings, progress=not args.quiet)
+    summary = write_report(detection, args.output, settings, max_plots=args.max_plots, units=exp.dataset.units,
+                           source={"checkpoint": str(args.checkpoint), "series": str(args.series),
+                                   "command": shlex.join(["stgnn", *args.argv])})
+    counts = ", ".join(f"{n} {k}" for k, n in summary["alerts"].items())
+    print(f"{series.num_steps} steps x {series.num_nodes} sensors scanned: {counts} "
+          f"({summary['flagged_sensors']} sensors flagged)")
+    print(f"wrote {Path(args.output) / 'alerts.csv'}, {Path(args.output) / 'summary.json'} and "
+          f"{len(summary['plots'])} plots in {Path(args.output) / 'plots'}")
+    if summary["not_plotted"]:
+        print(f"{len(summary['not_plotted'])} more flagged sensors not plotted (--max-plots "
+              f"{args.max_plots}); summary.json lists them")
+    return 0
+
+
+# --------------------------------------------------------------------------- ensemble
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from stgnn.ops.ensemble import comparison_table, evaluate_ensemble
+
+    _check_writable(Path(args.output), "--output")
+    members = [(path, *_checkpoint_experiment(args, path)) for path in args.checkpoints]
+    result = evaluate_ensemble(members, args.method, batch_size=members[0][1].config.train.eval_batch_size)
+    result["command"] = shlex.join(["stgnn", *args.argv])
+    out = Path(args.output)
+    write_json(out / "metrics.json", result)
+    table = comparison_table(result)
+    (out / "members.md").write_text(table + "\n")
+    ref = members[0][1]
+    _print_table(result, ref.dataset.name, f"ensemble ({args.method}) of {len(members)}", ref.dataset.interval_minutes)
+    print(f"\ntest split, members and ensemble:\n\n{table}\n\nwrote {out / 'metrics.json'} and {out / 'members.md'}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``stgnn``."""
@@ -596,6 +653,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="levels of --head quantile (default 0.1 0.5 0.9; [head] quantiles)")
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
+    t.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights where names and shapes fit (per-node tensors are "
+                        "re-initialised unless the sensors are the same); listed in the log and init_from.json")
+    t.add_argument("--freeze", nargs="+", metavar="PATTERN",
+                   help="with --init-from: parameter-name patterns (fnmatch, e.g. 'blocks.0.*') not to train")
     g = t.add_argument_group("your own data (instead of --dataset)")
     g.add_argument("--series", help="CSV/Parquet: a timestamp column, then one column per sensor")
     g.add_argument("--locations", help="CSV: sensor_id, latitude, longitude (k-nearest-neighbour graph)")
@@ -684,6 +746,35 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--device", default=None)
     common(ex)
     ex.set_defaults(func=_cmd_explain)
+
+    an = sub.add_parser("anomalies", help="alerts: readings far from the forecast, stuck sensors, dropouts")
+    an.add_argument("--checkpoint", required=True)
+    an.add_argument("--series", required=True,
+                    help="CSV/Parquet readings to scan: a timestamp column, then one column per trained sensor")
+    an.add_argument("--threshold", type=float, default=4.0,
+                    help="robust |z| of the forecast residual above which a reading alerts (default 4)")
+    an.add_argument("--horizon", type=int, default=1, help="forecast step whose residual is scored (default 1)")
+    an.add_argument("--slot-minutes", type=int, default=60,
+                    help="time-of-day slot width of the residual statistics (default 60)")
+    an.add_argument("--stuck-steps", type=int, default=12,
+                    help="identical consecutive readings that make a stuck sensor (default 12)")
+    an.add_argument("--min-dropout", type=int, default=1,
+                    help="consecutive missing readings that make a dropout alert (default 1)")
+    an.add_argument("--zero-is-missing", action="store_true", help="zeros in --series are missing readings")
+    an.add_argument("--max-plots", type=int, default=20, help="most sensor plots to write (default 20)")
+    an.add_argument("--output", required=True, help="output directory")
+    an.add_argument("--device", default=None)
+    common(an)
+    an.set_defaults(func=_cmd_anomalies)
+
+    en = sub.add_parser("ensemble", help="combine checkpoints of the same data and evaluate the ensemble")
+    en.add_argument("--checkpoints", nargs="+", required=True, help="two or more checkpoints of the same data")
+    en.add_argument("--method", choices=["mean", "weighted"], default="mean",
+                    help="mean, or weighted: weights proportional to 1 / validation MAE (default mean)")
+    en.add_argument("--output", required=True, help="output directory (metrics.json, members.md)")
+    en.add_argument("--device", default=None)
+    common(en)
+    en.set_defaults(func=_cmd_ensemble)
     return p
 
 

@@ -216,6 +216,18 @@ class TrainConfig(_Section):
         0, description="Stop each training epoch after this many batches (0 = all); for quick runs and tests."
     )
     num_threads: NonNegativeInt = Field(0, description="Torch intra-op threads (0 = torch's default).")
+    init_from: str = Field(
+        "",
+        description=(
+            "A checkpoint whose weights start this run, matched by name and shape; per-node tensors are "
+            "re-initialised unless the sensors are the same (see stgnn.training.warm_start); empty = none. "
+            "A relative path in a config file is taken relative to that file."
+        ),
+    )
+    freeze: list[str] = Field(
+        default_factory=list,
+        description="fnmatch patterns of parameter names not to train, e.g. 'blocks.0.*' (needs init_from).",
+    )
 
     @field_validator("device")
     @classmethod
@@ -233,6 +245,8 @@ class TrainConfig(_Section):
     def _schedule_needs_milestones(self) -> TrainConfig:
         if self.lr_schedule == "multistep" and not self.lr_milestones:
             raise ValueError("lr_schedule = 'multistep' needs lr_milestones")
+        if self.freeze and not self.init_from:
+            raise ValueError("freeze needs init_from (frozen parameters would keep their random initialisation)")
         return self
 
 
@@ -546,6 +560,10 @@ def parse_toml(text: str, source: str, *, relative_to: Path | None = None) -> di
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML ({exc})") from exc
     custom = raw.get("custom")
+    train = raw.get("train")
+    if relative_to is not None and isinstance(train, dict) and isinstance(train.get("init_from"), str) \
+            and train["init_from"]:
+        train["init_from"] = str((relative_to / Path(train["init_from"]).expanduser()).resolve())
     if relative_to is not None and isinstance(custom, dict):
         for key in _PATH_KEYS:
             if isinstance(custom.get(key), str):

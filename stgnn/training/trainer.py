@@ -44,6 +44,7 @@ from stgnn.training.config import RunConfig, to_toml
 from stgnn.training.fingerprint import align_sensors, data_files, data_fingerprint, fingerprint_changes
 from stgnn.training.runlock import RunLock
 from stgnn.training.schedules import TEACHER_FORCING, curriculum_level
+from stgnn.training.warm_start import WarmStart, warm_start
 
 __all__ = [
     "OPTIMIZERS",
@@ -281,6 +282,10 @@ class Trainer:
             raise ValueError(f"train.teacher_forcing {tc.teacher_forcing!r}; known: {', '.join(TEACHER_FORCING)}")
         if tc.optimizer not in OPTIMIZERS:
             raise ValueError(f"train.optimizer {tc.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        self.warm_start: WarmStart | None = None
+        if tc.init_from:  # before the optimiser is built: frozen parameters are left out of it
+            self.warm_start = warm_start(exp.model, self.cfg, exp.spec, exp.dataset.node_ids, tc.init_from, tc.freeze)
+            self.log(self.warm_start.summary())
         self.params = [p for p in exp.model.parameters() if p.requires_grad]
         self.optimizer = (
             OPTIMIZERS[tc.optimizer](self.params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
@@ -612,6 +617,8 @@ class Trainer:
             env["previous_sessions"] = [*before.pop("previous_sessions", []), before]
         atomic_write_text(self.output / "config.toml", to_toml(self.cfg))
         write_json(env_path, env)
+        if self.warm_start is not None:
+            write_json(self.output / "init_from.json", self.warm_start.to_dict())
 
     def _write_log(self) -> None:
         buf = io.StringIO()
