@@ -47,9 +47,7 @@ def attention_edges(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: i
         >>> attention_edges(torch.tensor([[0, 0, 1], [1, 1, 1]]), None, 2).tolist()
         [[0, 0, 1], [0, 1, 1]]
     """
-    src, dst, _, n = graph_to_coo(edge_index, edge_weight, num_nodes)
-    if n != num_nodes:
-        raise ValueError(f"the graph has {n} nodes, the input {num_nodes}")
+    src, dst, _, _ = graph_to_coo(edge_index, edge_weight, num_nodes)  # checks the node count
     ei = torch.stack([src, dst])
     ei, _ = remove_self_loops(ei)
     ei, _ = add_self_loops(ei, num_nodes=num_nodes)

@@ -42,9 +42,7 @@ def neighbourhood_partition(edge_index: Tensor, num_nodes: int, cluster_size: in
     """
     if cluster_size < 1:
         raise ValueError(f"cluster_size must be >= 1, got {cluster_size}")
-    src, dst, _, n = graph_to_coo(edge_index, edge_weight, num_nodes)
-    if n != num_nodes:
-        raise ValueError(f"the graph has {n} nodes, expected {num_nodes}")
+    src, dst, _, n = graph_to_coo(edge_index, edge_weight, num_nodes)  # checks the node count
     s, d = src.cpu().numpy(), dst.cpu().numpy()
     adj = sp.coo_matrix((np.ones(s.size, dtype=np.int8), (s, d)), shape=(n, n)).tocsr()
     sym = (adj + adj.T).tocsr()
