@@ -30,12 +30,15 @@ class STPatch(Forecaster):
             tok = TransformerLayer("graph")(tok, cluster graph) # ... and to neighbouring clusters' patches
         y   = MLP([e, tok of the node's cluster], flattened over P_t)   # [B, H, N, F_out] in one pass
 
-    The cluster graph joins two clusters when any edge joins their sensors; spatial attention is
-    over each cluster's neighbours and itself (:class:`~stgnn.nn.GraphAttention`).
+    The cluster graph joins two clusters when any edge joins their sensors (at most
+    ``max_patch_neighbours`` per cluster: those joined by the most edges,
+    :func:`~stgnn.nn.partition.cluster_graph`); spatial attention is over each cluster's
+    neighbours and itself (:class:`~stgnn.nn.GraphAttention`).
 
     Cost (``C`` channels, ``s = cluster_size``, ``L = patch_len``, ``E_c <= E`` cluster edges):
     time ``O(B N T C)`` for embedding and decoding, ``O(B (N / s) (T / L)^2 C)`` for temporal
-    attention, ``O(B E_c (T / L) C)`` for spatial attention, plus ``O(N + E)`` once per graph for
+    attention, ``O(B E_c (T / L) C)`` for spatial attention (``E_c <= k N / s`` with ``k =
+    max_patch_neighbours``), plus ``O(N + E)`` once per graph for
     the partition (scipy, CPU); memory ``O(B N T C / L + B E_c T / L)``.  Everything is linear in
     ``N`` (no ``N x N`` term) and quadratic only in the number of time segments.  Measured
     training steps up to 10,000 nodes: ``experiments/results/BENCHMARKS.md`` (section "Model
@@ -59,6 +62,8 @@ class STPatch(Forecaster):
         spec: Dataset-derived sizes (``input_len`` divisible by ``patch_len``).
         patch_len: Steps per patch ``L``. Default ``3``.
         cluster_size: Sensors per spatial patch ``s``. Default ``8``.
+        max_patch_neighbours: Neighbour patches a patch attends to, at most (``None``: all).
+            Default ``16``.
         channels: Width ``C``. Default ``64``.
         layers: (temporal, spatial) attention layer pairs. Default ``2``.
         heads: Attention heads. Default ``4``.
@@ -85,6 +90,7 @@ class STPatch(Forecaster):
         *,
         patch_len: int = 3,
         cluster_size: int = 8,
+        max_patch_neighbours: int | None = 16,
         channels: int = 64,
         layers: int = 2,
         heads: int = 4,
@@ -100,6 +106,9 @@ class STPatch(Forecaster):
         self.spec = spec
         self.patch_len = patch_len
         self.cluster_size = cluster_size
+        if max_patch_neighbours is not None and max_patch_neighbours < 1:
+            raise ValueError(f"max_patch_neighbours must be >= 1, got {max_patch_neighbours}")
+        self.max_patch_neighbours = max_patch_neighbours
         self.cached = cached
         self.record_attention = False
         self.attention_maps: dict[str, Tensor] = {}
@@ -133,7 +142,7 @@ class STPatch(Forecaster):
                 and torch.equal(kept[0], edge_index)):
             return kept[1], kept[2]
         clusters = neighbourhood_partition(edge_index, num_nodes, self.cluster_size, edge_weight)
-        edges = cluster_graph(edge_index, clusters, int(clusters.max()) + 1, edge_weight)
+        edges = cluster_graph(edge_index, clusters, int(clusters.max()) + 1, edge_weight, self.max_patch_neighbours)
         if self.cached and plain:
             self._partition = (edge_index.detach().clone(), clusters, edges, num_nodes)
         return clusters, edges
@@ -159,7 +168,8 @@ class STPatch(Forecaster):
         else:
             if clusters.shape != (n,):
                 raise ValueError(f"expected clusters [{n}], got {list(clusters.shape)}")
-            cedges = cluster_graph(edge_index, clusters, int(clusters.max()) + 1, edge_weight)
+            cedges = cluster_graph(edge_index, clusters, int(clusters.max()) + 1, edge_weight,
+                                   self.max_patch_neighbours)
         clusters = clusters.to(x.device)
         cedges = cedges.to(x.device)
         p_s = int(clusters.max()) + 1

@@ -276,6 +276,9 @@ def test_stpatch_partition_is_kept_for_the_same_graph_and_rebuilt_for_another():
     ei[1, 0] = 5  # changed in place: recomputed, not served stale
     c4, e4 = model.partition(ei, N)
     assert c4 is not c1
+    capped = make("stpatch", dict(SMALL_STPATCH, cluster_size=1, max_patch_neighbours=1))
+    _, edges = capped.partition(graph()[0], N)
+    assert torch.bincount(edges[1], minlength=N).max() == 1  # each patch attends to one neighbour patch
 
 
 def test_stpatch_rejects_bad_settings():
@@ -283,6 +286,8 @@ def test_stpatch_rejects_bad_settings():
         STPatch(SPEC, patch_len=5)
     with pytest.raises(ValueError, match="cluster_size must be >= 1"):
         STPatch(SPEC, cluster_size=0)
+    with pytest.raises(ValueError, match="max_patch_neighbours must be >= 1"):
+        STPatch(SPEC, max_patch_neighbours=0)
     model = make("stpatch", SMALL_STPATCH)
     with pytest.raises(ValueError, match=r"expected clusters \[6\]"):
         model(batch().x, *graph(), clusters=torch.zeros(5, dtype=torch.long))

@@ -149,6 +149,14 @@ def test_cluster_graph_and_bad_arguments():
     clusters = torch.tensor([0, 0, 1, 1, 2])
     ei = torch.tensor([[0, 1, 2, 3, 3], [1, 2, 3, 4, 4]])
     assert cluster_graph(ei, clusters, 3).tolist() == [[0, 1], [1, 2]]
+    # target 0 is joined to cluster 1 by one edge, to 2 by three, to 3 by two: the cap keeps the most joined
+    cl = torch.tensor([0, 1, 2, 2, 2, 3, 3])
+    star = torch.tensor([[1, 2, 3, 4, 5, 6, 0], [0, 0, 0, 0, 0, 0, 1]])
+    assert cluster_graph(star, cl, 4).tolist() == [[1, 2, 3, 0], [0, 0, 0, 1]]
+    assert cluster_graph(star, cl, 4, max_neighbours=2).tolist() == [[2, 3, 0], [0, 0, 1]]
+    assert cluster_graph(star, cl, 4, max_neighbours=1).tolist() == [[2, 0], [0, 1]]
+    with pytest.raises(ValueError, match="max_neighbours must be >= 1"):
+        cluster_graph(star, cl, 4, max_neighbours=0)
     with pytest.raises(ValueError, match="cluster_size must be >= 1"):
         neighbourhood_partition(ei, 5, 0)
     with pytest.raises(ValueError, match=r"node ids outside \[0, 4\)"):
