@@ -5,6 +5,7 @@ Commands::
     stgnn datasets list|verify NAME|download NAME
     stgnn train    [--model NAME] [--dataset NAME | --series FILE (--locations|--distances|--edges|--adjacency) FILE]
                    [--config FILE] [--epochs N] [--output DIR] [--data-dir DIR] [--resume] [--no-download]
+                   [--compile]        (torchrun --nproc-per-node K -m stgnn train ...: data-parallel)
     stgnn reproduce MODEL DATASET | --all  [--results-dir DIR] [--runs-dir DIR] [--no-download]
     stgnn reproduce [MODEL] [DATASET] --protocol tgcn [--all] [--epochs N] [--seeds 0 1 2] [--selection test val]
     stgnn score    --dataset NAME --protocol tgcn|dcrnn --predictions FILE [--pre-len P]
@@ -21,6 +22,7 @@ a run: further output is dropped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import io
 import os
@@ -53,6 +55,7 @@ from stgnn.report import horizon_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
 from stgnn.training.checkpoint import load_checkpoint, write_json
 from stgnn.training.config import CUSTOM_GRAPH_KEYS, RunConfig, check_device_name, merge, read_config_file
+from stgnn.training.distributed import Distributed
 from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, select_device
 
 __all__ = ["UsageError", "main"]
@@ -134,7 +137,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- train
-_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches")
+_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches", "compile")
 
 
 def _resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -196,15 +199,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--resume: needs --output, the run folder to continue")
     cfg = _resolve_config(args)
     _check_device(cfg.train.device, "--device" if args.device else "[train] device")
+    dist = Distributed.from_env()  # launched by torchrun with several processes
+    if dist is None:
+        return _train(args, cfg, None)
+    device = dist.setup(cfg.train.device)
+    try:
+        if dist.is_main:
+            print(f"data-parallel training: {dist.world_size} processes ({device} on rank 0), global batch "
+                  f"{cfg.train.batch_size} split across them")
+        with contextlib.ExitStack() as quiet:
+            if not dist.is_main:  # one process reports
+                quiet.enter_context(contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w"))))
+            return _train(args, cfg, dist)
+    finally:
+        dist.close()
+
+
+def _train(args: argparse.Namespace, cfg: RunConfig, dist: Distributed | None) -> int:
+    """Train in this process (one of several when ``dist`` is given; rank 0 writes)."""
     output = Path(args.output) if args.output else _default_output(cfg)
-    _check_writable(output, "--output")
+    if dist is not None:
+        output = dist.broadcast(output)  # a default folder is named after rank 0's clock
+        dist.on_main(lambda: _check_writable(output, "--output"))
+        dist.on_main(lambda: _ensure_data(cfg, args))  # one download, then the other ranks find the files
+    else:
+        _check_writable(output, "--output")
     _ensure_data(cfg, args)
     exp = Experiment.build(cfg, args.data_dir)
     n_params = sum(p.numel() for p in exp.model.parameters())
     print(f"{exp.dataset!r}\nmodel {cfg.model}: {n_params:,} parameters on {exp.device}; "
           f"windows train/val/test = {exp.data.num_windows('train')}/{exp.data.num_windows('val')}/"
           f"{exp.data.num_windows('test')}; output {output}")
-    result = Trainer(exp, output, progress=not args.quiet).fit(resume=args.resume)
+    result = Trainer(exp, output, progress=not args.quiet, dist=dist).fit(resume=args.resume)
     _print_table(result, exp.dataset.name, cfg.model, exp.dataset.interval_minutes)
     print(f"\nwrote {output / 'metrics.json'}")
     return 0
@@ -485,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs)")
+    t.add_argument("--compile", action="store_true", default=None,
+                   help="compile the model with torch.compile (config: [train] compile)")
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
     g = t.add_argument_group("your own data (instead of --dataset)")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["MaskedMetrics", "masked_mae_loss", "valid_mask"]
+__all__ = ["MaskedMetrics", "masked_abs_error", "masked_mae_loss", "valid_mask"]
 
 
 def valid_mask(target: Tensor, mask: Tensor | None, null_value: float | None) -> Tensor:
@@ -44,9 +44,22 @@ def masked_mae_loss(
         null_value: A target value also treated as missing (default ``None``: only ``mask``
             and non-finite targets are left out, as in the config's ``null_value = "none"``).
     """
+    err_sum, count = masked_abs_error(pred, target, mask, null_value)
+    return err_sum / count.clamp(min=1)
+
+
+def masked_abs_error(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """The parts of :func:`masked_mae_loss`: the sum of absolute errors over valid readings
+    (with gradient) and their count (``int64``), for a mean taken over more than one batch
+    (data-parallel training divides by the count of the global batch).
+
+    Args: as :func:`masked_mae_loss`.
+    """
     valid = valid_mask(target, mask, null_value)
     err = torch.where(valid, (pred - target).abs(), torch.zeros_like(pred))
-    return err.sum() / valid.sum().clamp(min=1)
+    return err.sum(), valid.sum()
 
 
 class MaskedMetrics:
@@ -103,6 +116,29 @@ class MaskedMetrics:
             self._ape += sums[2].cpu()
             self._n += sums[3].cpu()
             self._n_ape += sums[4].cpu()
+
+    def totals(self, steps: int) -> Tensor:
+        """The accumulated sums and counts, ``[5, steps]`` float64 (zeros before any update).
+
+        Rows: absolute errors, squared errors, absolute percentage errors, valid readings,
+        readings counted by MAPE; one column per forecast step.  Summing the totals of several
+        accumulators (e.g. across the processes of a data-parallel run) and loading the sum
+        with :meth:`load_totals` gives the metrics of the union of their batches.
+        """
+        if self._abs is None:
+            return torch.zeros(5, steps, dtype=torch.float64)
+        assert self._sq is not None and self._ape is not None
+        assert self._n is not None and self._n_ape is not None
+        if self._abs.shape[0] != steps:
+            raise ValueError(f"horizon length is {self._abs.shape[0]}, not {steps}")
+        return torch.stack([self._abs, self._sq, self._ape, self._n, self._n_ape])
+
+    def load_totals(self, totals: Tensor) -> None:
+        """Replace the accumulated sums and counts by ``totals`` (the layout of :meth:`totals`)."""
+        if totals.dim() != 2 or totals.shape[0] != 5:
+            raise ValueError(f"totals must be [5, steps], got {tuple(totals.shape)}")
+        t = totals.detach().double().cpu()
+        self._abs, self._sq, self._ape, self._n, self._n_ape = (t[i].clone() for i in range(5))
 
     @staticmethod
     def _finish(abs_: Tensor, sq: Tensor, ape: Tensor, n: Tensor, n_ape: Tensor) -> dict[str, float | None]:
