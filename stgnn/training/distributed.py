@@ -178,8 +178,10 @@ class Distributed:
     def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
         """``module`` in :class:`~torch.nn.parallel.DistributedDataParallel`.
 
-        ``find_unused_parameters=True``: some models own parameters that a given forward does
-        not reach (Graph WaveNet's last graph convolution, as in its reference code).  Buffers
+        ``static_graph=True``: the parameters a step reaches are the same at every step (some
+        models own parameters no forward reaches, e.g. Graph WaveNet's last graph convolution,
+        as in its reference code); DDP finds them once instead of searching the autograd graph
+        at every step (``find_unused_parameters``).  Buffers
         (batch-norm running statistics) are broadcast from rank 0 at every forward, DDP's
         default.  On CUDA, batch norms become :class:`~torch.nn.SyncBatchNorm`, whose training
         statistics cover the global batch as in a single process; on CPU (where torch has no
@@ -191,5 +193,5 @@ class Distributed:
         if device.type == "cuda":
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
             index = device.index if device.index is not None else torch.cuda.current_device()
-            return DistributedDataParallel(module, device_ids=[index], find_unused_parameters=True)
-        return DistributedDataParallel(module, find_unused_parameters=True)
+            return DistributedDataParallel(module, device_ids=[index], static_graph=True)
+        return DistributedDataParallel(module, static_graph=True)
