@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stgnn import __version__
 from stgnn.allocator import tune_malloc
 from stgnn.configs import available_configs, paper_config_name, paper_config_raw
 from stgnn.data.download import download_dataset, ensure_dataset, verify_dataset
@@ -149,6 +150,8 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
     cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS) if getattr(args, k)}
     if args.zero_is_missing:
         cli_custom["zero_is_missing"] = True
+    if args.sigma is not None:
+        cli_custom["sigma"] = args.sigma
     file_raw: dict[str, Any] = read_config_file(args.config) if args.config else {}
     source = args.config or "command line"
     file_custom = file_raw.get("custom") if isinstance(file_raw.get("custom"), dict) else {}
@@ -482,6 +485,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``stgnn``."""
     p = argparse.ArgumentParser(prog="stgnn", description="Spatio-temporal GNNs for traffic forecasting.")
+    p.add_argument("--version", action="version", version=f"stgnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser, *, downloads: bool = True) -> None:
@@ -510,9 +514,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+<<<<<<< HEAD
     t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs)")
     t.add_argument("--compile", action="store_true", default=None,
                    help="compile the model with torch.compile (config: [train] compile)")
+=======
+    t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs; 0 = no cap)")
+>>>>>>> main
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
     g = t.add_argument_group("your own data (instead of --dataset)")
@@ -521,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--distances", help="CSV: from, to, cost (road distances; Gaussian kernel)")
     g.add_argument("--edges", help="CSV: from, to[, weight] sensor-id pairs")
     g.add_argument("--adjacency", help="headerless dense N x N CSV in the series' column order")
+    g.add_argument("--sigma", type=float,
+                   help="Gaussian kernel width for --distances (cost units) or --locations (km); "
+                        "default: the std of the distances")
     g.add_argument("--zero-is-missing", action="store_true", help="treat zeros in --series as missing")
     common(t)
     t.set_defaults(func=_cmd_train)
@@ -530,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dataset", nargs="?", choices=list(DATASETS))
     r.add_argument("--all", action="store_true", help="every config whose dataset is present")
     r.add_argument("--epochs", type=int, help="override the paper's epochs (recorded in the results)")
-    r.add_argument("--max-batches", type=int, help="cap training batches per epoch (recorded in the results)")
+    r.add_argument("--max-batches", type=int, help="cap training batches per epoch (recorded; 0 = no cap)")
     r.add_argument("--device", default=None)
     r.add_argument("--runs-dir", default="runs/reproduce", help="where run directories go (default runs/reproduce)")
     r.add_argument("--results-dir", default=str(RESULTS_DIR),
