@@ -514,13 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-<<<<<<< HEAD
-    t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs)")
+    t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs; 0 = no cap)")
     t.add_argument("--compile", action="store_true", default=None,
                    help="compile the model with torch.compile (config: [train] compile)")
-=======
-    t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs; 0 = no cap)")
->>>>>>> main
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
     g = t.add_argument_group("your own data (instead of --dataset)")
