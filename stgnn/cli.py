@@ -6,6 +6,7 @@ Commands::
     stgnn train    [--model NAME] [--dataset NAME | --series FILE (--locations|--distances|--edges|--adjacency) FILE]
                    [--config FILE] [--epochs N] [--output DIR] [--data-dir DIR] [--resume] [--no-download]
                    [--init-from CHECKPOINT [--freeze PATTERN ...]]
+                   [--compile]        (torchrun --nproc-per-node K -m stgnn train ...: data-parallel)
     stgnn reproduce MODEL DATASET | --all  [--results-dir DIR] [--runs-dir DIR] [--no-download]
     stgnn reproduce [MODEL] [DATASET] --protocol tgcn [--all] [--epochs N] [--seeds 0 1 2] [--selection test val]
     stgnn score    --dataset NAME --protocol tgcn|dcrnn --predictions FILE [--pre-len P]
@@ -25,6 +26,7 @@ a run: further output is dropped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import io
 import os
@@ -67,6 +69,7 @@ from stgnn.training.config import (
     merge,
     read_config_file,
 )
+from stgnn.training.distributed import Distributed
 from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, select_device
 
 __all__ = ["UsageError", "main"]
@@ -148,7 +151,9 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- train
-_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches", "init_from", "freeze")
+_TRAIN_OPTIONS = (
+    "epochs", "batch_size", "seed", "device", "lr", "max_batches", "compile", "init_from", "freeze",
+)
 
 
 def _resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -225,15 +230,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.init_from = str(Path(args.init_from).resolve())
     cfg = _resolve_config(args)
     _check_device(cfg.train.device, "--device" if args.device else "[train] device")
+    dist = Distributed.from_env()  # launched by torchrun with several processes
+    if dist is None:
+        return _train(args, cfg, None)
+    device = dist.setup(cfg.train.device)
+    try:
+        if dist.is_main:
+            print(f"data-parallel training: {dist.world_size} processes ({device} on rank 0), global batch "
+                  f"{cfg.train.batch_size} split across them")
+        with contextlib.ExitStack() as quiet:
+            if not dist.is_main:  # one process reports
+                quiet.enter_context(contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w"))))
+            return _train(args, cfg, dist)
+    finally:
+        dist.close()
+
+
+def _train(args: argparse.Namespace, cfg: RunConfig, dist: Distributed | None) -> int:
+    """Train in this process (one of several when ``dist`` is given; rank 0 writes)."""
     output = Path(args.output) if args.output else _default_output(cfg)
-    _check_writable(output, "--output")
+    if dist is not None:
+        output = dist.broadcast(output)  # a default folder is named after rank 0's clock
+        dist.on_main(lambda: _check_writable(output, "--output"))
+        dist.on_main(lambda: _ensure_data(cfg, args))  # one download, then the other ranks find the files
+    else:
+        _check_writable(output, "--output")
     _ensure_data(cfg, args)
     exp = Experiment.build(cfg, args.data_dir)
     n_params = sum(p.numel() for p in exp.model.parameters())
     print(f"{exp.dataset!r}\nmodel {cfg.model}: {n_params:,} parameters on {exp.device}; "
           f"windows train/val/test = {exp.data.num_windows('train')}/{exp.data.num_windows('val')}/"
           f"{exp.data.num_windows('test')}; output {output}")
-    result = Trainer(exp, output, progress=not args.quiet).fit(resume=args.resume)
+    result = Trainer(exp, output, progress=not args.quiet, dist=dist).fit(resume=args.resume)
     _print_table(result, exp.dataset.name, cfg.model, exp.dataset.interval_minutes)
     print(f"\nwrote {output / 'metrics.json'}")
     return 0
@@ -651,6 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="forecast a point (default), a Gaussian (mean and scale) or quantiles ([head] kind)")
     t.add_argument("--quantiles", type=float, nargs="+", metavar="Q",
                    help="levels of --head quantile (default 0.1 0.5 0.9; [head] quantiles)")
+    t.add_argument("--compile", action="store_true", default=None,
+                   help="compile the model with torch.compile (config: [train] compile)")
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
     t.add_argument("--init-from", metavar="CHECKPOINT",

@@ -204,7 +204,16 @@ class TrainConfig(_Section):
     )
     seed: NonNegativeInt = Field(0, description="Seed for weights, shuffling and dropout.")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, mps.")
-    amp: bool = Field(False, description="Mixed precision (bfloat16 autocast) on CUDA; ignored on CPU.")
+    amp: bool = Field(
+        False,
+        description=(
+            "Mixed precision on CUDA: bfloat16 autocast where the GPU supports it, else float16 with "
+            "a gradient scaler; ignored on CPU."
+        ),
+    )
+    compile: bool = Field(
+        False, description="Compile the model with torch.compile (eager first call, then compiled)."
+    )
     teacher_forcing: Literal["none", "inverse_sigmoid"] = Field(
         "none", description="none or inverse_sigmoid (scheduled sampling, DCRNN)."
     )
