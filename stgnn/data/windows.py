@@ -8,7 +8,7 @@ readings, after the split — never on the whole series.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,14 +101,43 @@ class StandardScaler:
     std: Tensor
 
     @classmethod
-    def fit(cls, series: Tensor, mask: Tensor) -> StandardScaler:
-        """Fit on ``series [T, N, F]`` where ``mask [T, N]`` is True."""
-        observed = series[mask]  # [M, F]
-        if observed.shape[0] == 0:
+    def fit(
+        cls,
+        series: Tensor,
+        mask: Tensor,
+        *,
+        chunks: Callable[[], Iterable[slice]] | None = None,
+    ) -> StandardScaler:
+        """Fit on ``series [T, N, F]`` where ``mask [T, N]`` is True.
+
+        The statistics are accumulated in float64 over chunks of steps (two passes: the mean,
+        then the mean squared deviation from it), so a memory-mapped series is never loaded at
+        once.
+
+        Args:
+            series: ``[T, N, F]`` readings.
+            mask: ``[T, N]`` bool.
+            chunks: Called once per pass, gives the step slices covering ``[0, T)`` to read at a
+                time (default: one slice); ``lambda: dataset.step_chunks(end=T)`` gives slices
+                that release a memory-mapped series' pages (:meth:`TrafficDataset.step_chunks`).
+        """
+        def parts() -> Iterable[slice]:
+            return chunks() if chunks is not None else [slice(0, series.shape[0])]
+
+        count = 0
+        total = torch.zeros(series.shape[-1], dtype=torch.float64)
+        for part in parts():
+            observed = series[part][mask[part]].double()  # [M, F]
+            count += observed.shape[0]
+            total += observed.sum(dim=0)
+        if count == 0:
             raise ValueError("cannot fit the scaler: the training period has no observed readings")
-        values = observed.double()
-        mean = values.mean(dim=0)
-        std = values.std(dim=0, unbiased=False)
+        mean = total / count
+        squares = torch.zeros_like(total)
+        for part in parts():
+            observed = series[part][mask[part]].double()
+            squares += (observed - mean).square().sum(dim=0)
+        std = (squares / count).sqrt()
         std = torch.where(std > 0, std, torch.ones_like(std))
         return cls(mean.float(), std.float())
 
@@ -133,9 +162,14 @@ class StandardScaler:
 class WindowData:
     """Model-ready windows over one dataset, without copying windows.
 
-    Holds three full-length tensors: the model inputs ``[T, N, F_in]`` (scaled readings
-    followed by covariates), the raw targets ``[T, N, F_out]`` and their scaled copy,
-    plus the mask.  A batch is gathered from window starts on demand.
+    For a series in memory it holds three full-length tensors: the model inputs
+    ``[T, N, F_in]`` (scaled readings followed by covariates), the raw targets
+    ``[T, N, F_out]`` and their scaled copy, plus the mask.  For a memory-mapped series
+    (:mod:`stgnn.data.ondisk`, ``dataset.release_pages`` set) nothing full-length is built:
+    each batch reads its own steps from the mapped files and scales them the same way (the
+    same operations on the same values, so the windows are equal bit for bit), and the scaler
+    statistics are accumulated over chunks of the training period.  Either way a batch is
+    gathered from window starts on demand.
 
     Args:
         dataset: The dataset.
@@ -146,6 +180,11 @@ class WindowData:
         input_features: Indices of the reading features fed to the model (default all).
         target_features: Indices of the features to forecast (default ``[0]``).
         scaler: A fitted scaler to reuse (e.g. from a checkpoint); default: fit on train.
+
+    Attributes:
+        inputs: ``[T, N, F_in]`` for a series in memory, ``None`` for a memory-mapped one.
+        targets: ``[T, N, F_out]`` raw targets, or ``None`` (memory-mapped).
+        targets_scaled: ``[T, N, F_out]`` scaled targets, or ``None`` (memory-mapped).
     """
 
     def __init__(
@@ -177,29 +216,43 @@ class WindowData:
         # Steps covered by training windows (their inputs and targets): the only
         # steps the scaler may see.
         self.train_end = int(self.splits["train"][-1]) + input_len + horizon
-        series = dataset.series
         if scaler is None:
-            scaler = StandardScaler.fit(series[: self.train_end], dataset.mask[: self.train_end])
+            scaler = StandardScaler.fit(dataset.series, dataset.mask,
+                                        chunks=lambda: dataset.step_chunks(end=self.train_end))
         self.scaler = scaler
-        scaled = scaler.transform(series)
-        cov = covariates(dataset.timestamps, covariate_names)
-        n = dataset.num_nodes
-        self.inputs = torch.cat(
-            [scaled[:, :, feats], cov[:, None, :].expand(-1, n, -1)], dim=-1
-        ).contiguous()
+        self._features = feats
+        self._covariates = covariates(dataset.timestamps, covariate_names)  # [T, C]
         self.target_features = tf
-        self.targets = series[:, :, tf].contiguous()
-        self.targets_scaled = scaled[:, :, tf].contiguous()
+        self.mapped = dataset.release_pages is not None
+        self.inputs: Tensor | None = None
+        self.targets: Tensor | None = None
+        self.targets_scaled: Tensor | None = None
+        if not self.mapped:
+            every = torch.arange(dataset.num_steps)
+            self.inputs = self._gather_inputs(every).contiguous()
+            self.targets, self.targets_scaled = (t.contiguous() for t in self._gather_targets(every))
         self.mask = dataset.mask
         self.slot = time_of_week_slot(dataset.timestamps, dataset.interval_minutes)
         self.target_scaler = StandardScaler(scaler.mean[tf], scaler.std[tf])
         self._in_offsets = torch.arange(input_len)
         self._out_offsets = torch.arange(input_len, input_len + horizon)
 
+    def _gather_inputs(self, steps: Tensor) -> Tensor:
+        """Scaled input features and covariates at ``steps [...]``: ``[..., N, F_in]``."""
+        scaled = self.scaler.transform(self.dataset.series[steps])[..., self._features]
+        cov = self._covariates[steps]  # [..., C]
+        cov = cov.unsqueeze(-2).expand(*cov.shape[:-1], self.dataset.num_nodes, cov.shape[-1])
+        return torch.cat([scaled, cov], dim=-1)
+
+    def _gather_targets(self, steps: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw and scaled targets at ``steps [...]``: two ``[..., N, F_out]``."""
+        raw = self.dataset.series[steps]
+        return raw[..., self.target_features], self.scaler.transform(raw)[..., self.target_features]
+
     @property
     def in_channels(self) -> int:
         """``F_in``: reading features plus covariates."""
-        return int(self.inputs.shape[-1])
+        return len(self._features) + int(self._covariates.shape[-1])
 
     @property
     def out_channels(self) -> int:
@@ -218,19 +271,27 @@ class WindowData:
         """
         x_idx = starts[:, None] + self._in_offsets  # [B, T_in]
         y_idx = starts[:, None] + self._out_offsets  # [B, H]
-        last = self.targets.shape[0] - 1
+        last = self.dataset.num_steps - 1
         inside = y_idx <= last
         y_at = y_idx.clamp(max=last)
         slots_per_week = 7 * self.dataset.steps_per_day
-        return Batch(
-            x=self.inputs[x_idx],
-            y=self.targets[y_at],
-            y_scaled=self.targets_scaled[y_at],
+        if self.inputs is not None and self.targets is not None and self.targets_scaled is not None:
+            x, y, y_scaled = self.inputs[x_idx], self.targets[y_at], self.targets_scaled[y_at]
+        else:
+            x = self._gather_inputs(x_idx)
+            y, y_scaled = self._gather_targets(y_at)
+        batch = Batch(
+            x=x,
+            y=y,
+            y_scaled=y_scaled,
             mask=self.mask[y_at] & inside.unsqueeze(-1),
             start=y_idx[:, 0],
             slot=torch.where(inside, self.slot[y_at], (self.slot[last] + y_idx - last) % slots_per_week),
             x_mask=self.mask[x_idx],
         )
+        if self.dataset.release_pages is not None:
+            self.dataset.release_pages()
+        return batch
 
     def batches(
         self,
@@ -250,6 +311,11 @@ class WindowData:
             yield self.batch(starts[i : i + batch_size])
 
     def train_period(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Scaled targets, mask and time-of-week slots of the training period."""
+        """Scaled targets, mask and time-of-week slots of the training period (read into memory
+        for a memory-mapped series)."""
         end = self.train_end
-        return self.targets_scaled[:end], self.mask[:end], self.slot[:end]
+        if self.targets_scaled is not None:
+            scaled = self.targets_scaled[:end]
+        else:
+            scaled = self._gather_targets(torch.arange(end))[1]
+        return scaled, self.mask[:end].clone() if self.mapped else self.mask[:end], self.slot[:end]
