@@ -49,6 +49,7 @@ import torch
 
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.graph import SensorGraph
+from stgnn.data.integrity import sha256_file
 
 __all__ = [
     "FORMAT",
@@ -365,12 +366,9 @@ def open_converted(folder: str | os.PathLike[str], *, verify: bool = False) -> T
     files = {k: path / v for k, v in header["files"].items()}
     if verify:
         for name, digest in header["sha256"].items():
-            h = hashlib.sha256()
-            with open(path / name, "rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 24), b""):
-                    h.update(block)
-            if h.hexdigest() != digest:
-                raise ValueError(f"{path / name}: sha256 {h.hexdigest()} differs from {digest} in {HEADER}")
+            actual = sha256_file(path / name)
+            if actual != digest:
+                raise ValueError(f"{path / name}: sha256 {actual} differs from {digest} in {HEADER}")
     series_map = _map(files["series"], t * n * f * 4)
     mask_map = _map(files["mask"], t * n)
     stamps_path = files["timestamps"]

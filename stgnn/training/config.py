@@ -52,6 +52,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from stgnn.data.ondisk import is_converted
 from stgnn.data.registry import DATASETS
 from stgnn.models import MODELS
 
@@ -273,7 +274,11 @@ class RunConfig(_Section):
 
     model: str = Field("lstm", description="Registered model name (see stgnn.models.MODELS).")
     dataset: str = Field(
-        "los-loop", description="Registered dataset name, or 'custom' with the [custom] section set."
+        "los-loop",
+        description=(
+            "Registered dataset name, 'custom' with the [custom] section set, or the folder of a dataset "
+            "converted by `stgnn datasets convert` (memory-mapped)."
+        ),
     )
     data: DataConfig = Field(default_factory=DataConfig, description="Window / split / feature settings.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation settings.")
@@ -292,8 +297,9 @@ class RunConfig(_Section):
     @field_validator("dataset")
     @classmethod
     def _registered_dataset(cls, value: str) -> str:
-        if value != "custom" and value not in DATASETS:
-            raise ValueError(f"unknown dataset {value!r}; registered: {', '.join(DATASETS)}, or custom")
+        if value != "custom" and value not in DATASETS and not is_converted(value):
+            raise ValueError(f"unknown dataset {value!r}; registered: {', '.join(DATASETS)}, custom, or the "
+                             "folder of a converted dataset (`stgnn datasets convert`)")
         return value
 
     @model_validator(mode="after")

@@ -27,7 +27,9 @@ from tqdm import tqdm
 
 from stgnn.data.custom import load_custom
 from stgnn.data.dataset import TrafficDataset
+from stgnn.data.ondisk import open_converted
 from stgnn.data.readers import load_dataset
+from stgnn.data.registry import DATASETS
 from stgnn.data.windows import StandardScaler, WindowData
 from stgnn.metrics import MaskedMetrics, masked_mae_loss
 from stgnn.models import Batch, Forecaster, ModelSpec, build_model
@@ -96,10 +98,12 @@ class NonFiniteLossError(ValueError):
 
 
 def load_data(cfg: RunConfig, root: str | os.PathLike[str] | None = None) -> TrafficDataset:
-    """The dataset a config names: a registered benchmark, or ``custom`` files."""
+    """The dataset a config names: a registered benchmark, ``custom`` files, or a converted (memory-mapped) folder."""
     if cfg.dataset == "custom":  # the schema guarantees a series and one graph file
         c = cfg.custom.given()
         return load_custom(c.pop("series"), **c)
+    if cfg.dataset not in DATASETS:  # the schema admits only a converted folder besides
+        return open_converted(cfg.dataset)
     return load_dataset(cfg.dataset, root)
 
 
