@@ -155,7 +155,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- train
-_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches")
+_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches", "sampling", "partitions", "halo_hops")
 
 
 def _resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -524,6 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs)")
+    t.add_argument("--sampling", choices=["full", "partition"],
+                   help="full (default): whole-graph steps; partition: one step per graph part with its halo, "
+                        "for graphs too large for a full-graph step (evaluation stays full-graph)")
+    t.add_argument("--partitions", type=int, help="graph parts for --sampling partition (default 8)")
+    t.add_argument("--halo-hops", type=int, help="hops of neighbours around each part (default 2)")
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
     g = t.add_argument_group("your own data (instead of --dataset)")

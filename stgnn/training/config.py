@@ -207,6 +207,18 @@ class TrainConfig(_Section):
         0, description="Stop each training epoch after this many batches (0 = all); for quick runs and tests."
     )
     num_threads: NonNegativeInt = Field(0, description="Torch intra-op threads (0 = torch's default).")
+    sampling: Literal["full", "partition"] = Field(
+        "full",
+        description=(
+            "full: every training step runs on the whole graph; partition: each batch of windows is split into "
+            "one step per graph part (with its halo), loss on the part's own nodes (graphs too large for a "
+            "full-graph step; evaluation stays on the full graph)."
+        ),
+    )
+    partitions: PositiveInt = Field(8, description="Graph parts for sampling = 'partition'.")
+    halo_hops: NonNegativeInt = Field(
+        2, description="Hops of neighbours added around each part (sampling = 'partition')."
+    )
 
     @field_validator("device")
     @classmethod

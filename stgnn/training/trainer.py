@@ -43,6 +43,7 @@ from stgnn.training.checkpoint import (
 from stgnn.training.config import RunConfig, to_toml
 from stgnn.training.fingerprint import align_sensors, data_files, data_fingerprint, fingerprint_changes
 from stgnn.training.runlock import RunLock
+from stgnn.training.sampling import PartitionSampler, check_sampling
 from stgnn.training.schedules import TEACHER_FORCING, curriculum_level
 
 __all__ = [
@@ -258,6 +259,14 @@ class Trainer:
             if exp.model.trainable and self.params else None
         )
         self.scheduler = self._make_scheduler()
+        self.sampler: PartitionSampler | None = None
+        if tc.sampling == "partition" and exp.model.trainable:
+            check_sampling(self.cfg.model, exp.model, exp.spec, self.cfg.model_params)
+            if tc.partitions > exp.spec.num_nodes:
+                raise ValueError(f"train.partitions = {tc.partitions}: more parts than the graph's "
+                                 f"{exp.spec.num_nodes} nodes")
+            self.sampler = PartitionSampler(exp.edge_index, exp.edge_weight, exp.spec.num_nodes, tc.partitions,
+                                            tc.halo_hops, exp.device)
         self.epoch = 0
         self.global_step = 0
         self.best_val = math.inf
@@ -420,14 +429,22 @@ class Trainer:
             "check the data, lower train.lr or set train.clip_grad_norm"
         )
 
-    def _batches(self, epoch: int) -> tuple[Iterator[Batch], int]:
-        tc = self.cfg.train
+    def _batches(self, epoch: int) -> tuple[Iterator[tuple[Batch, Tensor, Tensor]], int]:
+        """The epoch's training steps: ``(batch, edge_index, edge_weight)``, and their number.
+
+        With ``sampling = "partition"`` every batch of windows gives one step per graph part.
+        """
+        tc, exp = self.cfg.train, self.exp
         gen = self._seed_epoch(epoch)
-        total = -(-self.exp.data.num_windows("train") // tc.batch_size)
+        total = -(-exp.data.num_windows("train") // tc.batch_size)
         if tc.max_batches:
             total = min(total, tc.max_batches)
-        batches = self.exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen)
-        return (b for _, b in zip(range(total), batches, strict=False)), total
+        batches = exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen)
+        capped = (b for _, b in zip(range(total), batches, strict=False))
+        if self.sampler is None:
+            return ((b, exp.edge_index, exp.edge_weight) for b in capped), total
+        sampler = self.sampler
+        return (step for b in capped for step in sampler.split(b, gen)), total * len(sampler)
 
     def _train_epoch(self, epoch: int) -> float:
         exp, tc = self.exp, self.cfg.train
@@ -438,11 +455,11 @@ class Trainer:
         autocast = _autocast(exp.device, tc.amp)
         loss_sum, count = 0.0, 0
         bar = tqdm(total=total, desc=f"epoch {epoch}", leave=False, disable=not self.progress, file=sys.stderr)
-        for i, batch in enumerate(batches, start=1):
+        for i, (batch, edge_index, edge_weight) in enumerate(batches, start=1):
             batch = batch.to(exp.device)
             tf = schedule(self.global_step, tc.teacher_forcing_tau)
             with autocast:
-                pred = exp.model.forecast(batch, exp.edge_index, exp.edge_weight, teacher_forcing=tf)
+                pred = exp.model.forecast(batch, edge_index, edge_weight, teacher_forcing=tf)
             pred = exp.data.target_scaler.inverse(pred.float())
             level = curriculum_level(self.global_step, tc.curriculum_steps, exp.spec.horizon)
             y, mask = batch.y[:, :level], batch.mask[:, :level]
