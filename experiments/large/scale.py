@@ -15,6 +15,10 @@ full-graph evaluation batch.  It reports:
   and after the evaluation batch;
 * ``nodes_step``: nodes in the largest training subgraph (all nodes when full-graph).
 
+The child uses glibc's default allocator unless ``--alloc tuned`` (what the ``stgnn`` command
+does: no trimming, no mmap for large blocks, so freed chunk buffers stay in the heap and peak RSS
+includes their fragmentation).
+
     # the data: LargeST-sized series (8,600 sensors) of 30 / 120 / 365 days, and 14 days at each size
     python experiments/large/generate.py --sensors 8600 --days 365 --output /tmp/large/largest-365d
     python experiments/large/scale.py --part length --data /tmp/large/largest-30d /tmp/large/largest-120d \\
@@ -42,7 +46,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 PAPER_BATCH = {"stgcn": 50, "dcrnn": 64, "gwnet": 64}
 # nodes per part in sampled runs (each part then gets its halo): sized so a step stays a few GB
-CORE_NODES = {"stgcn": 1024, "dcrnn": 128, "gwnet": 256}
+CORE_NODES = {"stgcn": 1024, "dcrnn": 64, "gwnet": 256}
 
 
 def _hwm_gb() -> float:
@@ -65,7 +69,8 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
     from stgnn.training.config import RunConfig
     from stgnn.training.trainer import Experiment, Trainer
 
-    tune_malloc()
+    if job.get("alloc", "default") == "tuned":
+        tune_malloc()
     torch.set_num_threads(job["threads"])
     start = time.perf_counter()
     cfg = RunConfig.from_dict({
@@ -145,7 +150,8 @@ def sensors_part(args: argparse.Namespace) -> list[dict[str, Any]]:
         for n in args.sensors:
             data = str(_generate(Path(args.workdir), n, args.days))
             base = {"model": model, "data": data, "batch": PAPER_BATCH[model], "steps": args.steps,
-                    "threads": args.threads, "halo": args.halo, "eval_max_nodes": args.eval_max_nodes}
+                    "threads": args.threads, "halo": args.halo, "eval_max_nodes": args.eval_max_nodes,
+                    "alloc": args.alloc}
             estimate = None
             if len(full_points) >= 2:  # linear in the nodes, from the two largest measured
                 (n1, m1), (n2, m2) = full_points[-2:]
@@ -170,7 +176,7 @@ def length_part(args: argparse.Namespace) -> list[dict[str, Any]]:
             n_parts = args.length_parts
             rows.append(run_child({"model": model, "data": data, "batch": PAPER_BATCH[model], "steps": args.steps,
                                    "threads": args.threads, "halo": args.halo, "sampling": "partition",
-                                   "eval_max_nodes": args.eval_max_nodes,
+                                   "eval_max_nodes": args.eval_max_nodes, "alloc": args.alloc,
                                    "parts": n_parts}, args.timeout))
     return rows
 
@@ -218,6 +224,9 @@ def main() -> None:
                    help='JSON {"model": nodes}: no full-graph point above this many nodes')
     p.add_argument("--eval-max-nodes", type=int, default=2000,
                    help="time one full-graph evaluation batch only up to this many nodes (CPU time)")
+    p.add_argument("--alloc", choices=["default", "tuned"], default="default",
+                   help="glibc's allocator (default: its RSS tracks live memory) or stgnn's mallopt tuning "
+                        "(keeps freed memory: peak RSS then includes heap fragmentation)")
     p.add_argument("--json")
     p.add_argument("--markdown")
     args = p.parse_args()
