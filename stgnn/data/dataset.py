@@ -6,6 +6,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,9 @@ from torch import Tensor
 
 from stgnn.data.graph import SensorGraph
 from stgnn.data.preview import SHOWN, preview
+
+if TYPE_CHECKING:
+    from stgnn.data.covariates import UserCovariates
 
 __all__ = ["TrafficDataset", "check_readings", "derive_timestamps"]
 
@@ -76,6 +80,8 @@ class TrafficDataset:
         split: Default chronological (train, val, test) fractions.
         timestamps_derived: True when the files carry no timestamps and they were
             derived from the documented start date and the step index.
+        user_covariates: Time covariates and node attributes of own data, aligned to the
+            timestamps and the node order (see :mod:`stgnn.data.covariates`), or ``None``.
         release_pages: For a memory-mapped series (:mod:`stgnn.data.ondisk`): drops the pages
             read so far from the process's resident memory (the OS keeps them cached); ``None``
             for a series in memory.  Readers of the whole series call it between chunks.
@@ -93,6 +99,7 @@ class TrafficDataset:
     split: tuple[float, float, float] = (0.7, 0.1, 0.2)
     timestamps_derived: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    user_covariates: UserCovariates | None = None
     release_pages: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +114,8 @@ class TrafficDataset:
             raise ValueError(f"{self.name}: graph has {self.graph.num_nodes} nodes, series has {n} sensors")
         if len(self.feature_names) != f:
             raise ValueError(f"{self.name}: {len(self.feature_names)} feature names for {f} features")
+        if self.user_covariates is not None:
+            self.user_covariates.check(t, n, self.name)
 
     @property
     def num_steps(self) -> int:

@@ -180,11 +180,17 @@ class WindowData:
         input_features: Indices of the reading features fed to the model (default all).
         target_features: Indices of the features to forecast (default ``[0]``).
         scaler: A fitted scaler to reuse (e.g. from a checkpoint); default: fit on train.
+        covariate_scaler: A fitted scaler of the dataset's user covariates to reuse (e.g. from
+            a checkpoint); default: :meth:`fit_covariate_scaler`.
 
-    Attributes:
-        inputs: ``[T, N, F_in]`` for a series in memory, ``None`` for a memory-mapped one.
-        targets: ``[T, N, F_out]`` raw targets, or ``None`` (memory-mapped).
-        targets_scaled: ``[T, N, F_out]`` scaled targets, or ``None`` (memory-mapped).
+    The dataset's user covariates (:attr:`TrafficDataset.user_covariates`, own data only)
+    follow the covariates above as further input channels, standardised per channel: time
+    covariates with their mean and deviation over the steps the training windows cover (the
+    validation and test periods never enter), node attributes over the sensors.
+
+    For a memory-mapped series the full-length :attr:`inputs`, :attr:`targets` and
+    :attr:`targets_scaled` do not exist (reading them is an error naming the dataset); use
+    :meth:`batch`, or :meth:`inputs_at` / :meth:`targets_at` for given steps.
     """
 
     def __init__(
@@ -198,6 +204,7 @@ class WindowData:
         input_features: Sequence[int] | None = None,
         target_features: Sequence[int] = (0,),
         scaler: StandardScaler | None = None,
+        covariate_scaler: StandardScaler | None = None,
     ) -> None:
         nf = dataset.num_features
         tf = list(target_features)
@@ -222,37 +229,97 @@ class WindowData:
         self.scaler = scaler
         self._features = feats
         self._covariates = covariates(dataset.timestamps, covariate_names)  # [T, C]
+        self.covariate_scaler: StandardScaler | None = None
+        self._user_inputs: Tensor | None = None  # [T, N, C_user], scaled (own data, held in memory)
+        user = dataset.user_covariates
+        if user is not None and user.num_channels:
+            if covariate_scaler is None:
+                covariate_scaler = self.fit_covariate_scaler()
+            elif covariate_scaler.mean.numel() != user.num_channels:
+                raise ValueError(f"{dataset.name}: the covariate scaler has {covariate_scaler.mean.numel()} "
+                                 f"channels, the data's covariates {user.num_channels} ({', '.join(user.names)})")
+            self.covariate_scaler = covariate_scaler
+            self._user_inputs = covariate_scaler.transform(user.expand(dataset.num_steps, dataset.num_nodes))
+        self.channel_names: tuple[str, ...] = (
+            *(dataset.feature_names[i] for i in feats), *covariate_names, *(user.names if user is not None else ()))
+        """The name of every input channel (``F_in``): reading features, covariates, user covariates."""
         self.target_features = tf
         self.mapped = dataset.release_pages is not None
-        self.inputs: Tensor | None = None
-        self.targets: Tensor | None = None
-        self.targets_scaled: Tensor | None = None
+        self._full: tuple[Tensor, Tensor, Tensor] | None = None
         if not self.mapped:
             every = torch.arange(dataset.num_steps)
-            self.inputs = self._gather_inputs(every).contiguous()
-            self.targets, self.targets_scaled = (t.contiguous() for t in self._gather_targets(every))
+            raw, scaled = self.targets_at(every)
+            self._full = (self.inputs_at(every).contiguous(), raw.contiguous(), scaled.contiguous())
         self.mask = dataset.mask
         self.slot = time_of_week_slot(dataset.timestamps, dataset.interval_minutes)
         self.target_scaler = StandardScaler(scaler.mean[tf], scaler.std[tf])
         self._in_offsets = torch.arange(input_len)
         self._out_offsets = torch.arange(input_len, input_len + horizon)
 
-    def _gather_inputs(self, steps: Tensor) -> Tensor:
-        """Scaled input features and covariates at ``steps [...]``: ``[..., N, F_in]``."""
+    def _whole(self, i: int, what: str) -> Tensor:
+        if self._full is None:
+            raise ValueError(f"{self.dataset.source}: the series is memory-mapped, so there is no full-length "
+                             f"{what} tensor; read windows with batch() or steps with inputs_at() / targets_at()")
+        return self._full[i]
+
+    @property
+    def inputs(self) -> Tensor:
+        """``[T, N, F_in]`` model inputs (series in memory only)."""
+        return self._whole(0, "inputs")
+
+    @property
+    def targets(self) -> Tensor:
+        """``[T, N, F_out]`` raw targets (series in memory only)."""
+        return self._whole(1, "targets")
+
+    @property
+    def targets_scaled(self) -> Tensor:
+        """``[T, N, F_out]`` scaled targets (series in memory only)."""
+        return self._whole(2, "targets_scaled")
+
+    def inputs_at(self, steps: Tensor) -> Tensor:
+        """Scaled input features, covariates and user covariates at ``steps [...]``: ``[..., N, F_in]``."""
         scaled = self.scaler.transform(self.dataset.series[steps])[..., self._features]
         cov = self._covariates[steps]  # [..., C]
         cov = cov.unsqueeze(-2).expand(*cov.shape[:-1], self.dataset.num_nodes, cov.shape[-1])
-        return torch.cat([scaled, cov], dim=-1)
+        parts = [scaled, cov]
+        if self._user_inputs is not None:
+            parts.append(self._user_inputs[steps])
+        return torch.cat(parts, dim=-1)
 
-    def _gather_targets(self, steps: Tensor) -> tuple[Tensor, Tensor]:
+    def targets_at(self, steps: Tensor) -> tuple[Tensor, Tensor]:
         """Raw and scaled targets at ``steps [...]``: two ``[..., N, F_out]``."""
         raw = self.dataset.series[steps]
         return raw[..., self.target_features], self.scaler.transform(raw)[..., self.target_features]
 
+    def fit_covariate_scaler(self) -> StandardScaler:
+        """Per-channel standardisation of the user covariates, from the training period only.
+
+        Time covariates: mean and deviation over the steps the training windows cover and all
+        sensors.  Node attributes (static): over the sensors.
+
+        Raises:
+            ValueError: The dataset has no user covariates.
+        """
+        user = self.dataset.user_covariates
+        if user is None or not user.num_channels:
+            raise ValueError(f"{self.dataset.name}: has no user covariates to scale")
+        means, stds = [], []
+        if user.time is not None:
+            period = user.time[: self.train_end]
+            fitted = StandardScaler.fit(period, torch.ones(period.shape[:2], dtype=torch.bool))
+            means.append(fitted.mean)
+            stds.append(fitted.std)
+        if user.node is not None:
+            fitted = StandardScaler.fit(user.node[None], torch.ones(1, user.node.shape[0], dtype=torch.bool))
+            means.append(fitted.mean)
+            stds.append(fitted.std)
+        return StandardScaler(torch.cat(means), torch.cat(stds))
+
     @property
     def in_channels(self) -> int:
-        """``F_in``: reading features plus covariates."""
-        return len(self._features) + int(self._covariates.shape[-1])
+        """``F_in``: reading features, covariates and user covariates."""
+        return len(self.channel_names)
 
     @property
     def out_channels(self) -> int:
@@ -275,11 +342,12 @@ class WindowData:
         inside = y_idx <= last
         y_at = y_idx.clamp(max=last)
         slots_per_week = 7 * self.dataset.steps_per_day
-        if self.inputs is not None and self.targets is not None and self.targets_scaled is not None:
-            x, y, y_scaled = self.inputs[x_idx], self.targets[y_at], self.targets_scaled[y_at]
+        if self._full is not None:
+            inputs, targets, targets_scaled = self._full
+            x, y, y_scaled = inputs[x_idx], targets[y_at], targets_scaled[y_at]
         else:
-            x = self._gather_inputs(x_idx)
-            y, y_scaled = self._gather_targets(y_at)
+            x = self.inputs_at(x_idx)
+            y, y_scaled = self.targets_at(y_at)
         batch = Batch(
             x=x,
             y=y,
@@ -314,8 +382,5 @@ class WindowData:
         """Scaled targets, mask and time-of-week slots of the training period (read into memory
         for a memory-mapped series)."""
         end = self.train_end
-        if self.targets_scaled is not None:
-            scaled = self.targets_scaled[:end]
-        else:
-            scaled = self._gather_targets(torch.arange(end))[1]
+        scaled = self._full[2][:end] if self._full is not None else self.targets_at(torch.arange(end))[1]
         return scaled, self.mask[:end].clone() if self.mapped else self.mask[:end], self.slot[:end]

@@ -46,7 +46,8 @@ def test_windows_from_the_mapped_series_equal_windows_from_memory(tmp_path):
     mapped = open_converted(write_converted(ds, tmp_path / "conv", steps_per_chunk=31))
     memory = WindowData(ds, input_len=6, horizon=4, covariate_names=("time_of_day", "day_of_week"))
     lazy = WindowData(mapped, input_len=6, horizon=4, covariate_names=("time_of_day", "day_of_week"))
-    assert lazy.inputs is None and memory.inputs is not None  # nothing full-length built from the mapping
+    with pytest.raises(ValueError, match="memory-mapped"):  # nothing full-length is built from the mapping
+        lazy.inputs  # noqa: B018
     assert torch.equal(lazy.scaler.mean, memory.scaler.mean) and torch.equal(lazy.scaler.std, memory.scaler.std)
     assert lazy.in_channels == memory.in_channels
     for split in ("train", "val", "test"):

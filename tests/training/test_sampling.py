@@ -12,7 +12,7 @@ from tiny_runs import make_config, trainer, write_data
 
 from stgnn.data.batch import Batch
 from stgnn.models import MODELS, Forecaster, ModelSpec, build_model
-from stgnn.training.sampling import check_sampling
+from stgnn.training.sampling import check_sampling, partition_subgraphs
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -24,8 +24,54 @@ TINY: dict[str, dict[str, Any]] = {
 }
 
 
-def _ring(n: int) -> torch.Tensor:
-    return torch.stack([torch.arange(n), (torch.arange(n) + 1) % n])
+def _random_graph(n: int = 60, e: int = 150, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, e), generator=g)
+    ei = ei[:, ei[0] != ei[1]].unique(dim=1)
+    return ei, torch.rand(ei.size(1), generator=g)
+
+
+def _hops(ei: torch.Tensor, start: set[int], hops: int) -> set[int]:
+    """Brute-force neighbourhood, edges taken both ways."""
+    seen, frontier = set(start), set(start)
+    pairs = ei.t().tolist()
+    for _ in range(hops):
+        frontier = ({b for a, b in pairs if a in frontier} | {a for a, b in pairs if b in frontier}) - seen
+        seen |= frontier
+    return seen
+
+
+@pytest.mark.parametrize("hops", [0, 1, 2])
+def test_subgraphs_hold_each_core_with_its_exact_halo_and_induced_edges(hops):
+    ei, w = _random_graph()
+    subs = partition_subgraphs(ei, w, 60, 4, hops)
+    cores = torch.cat([s.nodes[s.core] for s in subs]).sort().values
+    assert torch.equal(cores, torch.arange(60))  # the cores partition the nodes
+    assert max(s.num_core for s in subs) <= 15  # blocks of ceil(60 / 4)
+    full = {(a, b): wt for (a, b), wt in zip(ei.t().tolist(), w.tolist(), strict=True)}
+    for s in subs:
+        assert set(s.nodes.tolist()) == _hops(ei, set(s.nodes[s.core].tolist()), hops)
+        kept = set(s.nodes.tolist())
+        back = {(int(s.nodes[a]), int(s.nodes[b])): wt
+                for (a, b), wt in zip(s.edge_index.t().tolist(), s.edge_weight.tolist(), strict=True)}
+        assert back == {k: v for k, v in full.items() if k[0] in kept and k[1] in kept}
+
+
+def test_a_road_is_cut_into_as_many_contiguous_stretches_as_asked():
+    path = torch.stack([torch.arange(39), torch.arange(1, 40)])
+    subs = partition_subgraphs(path, None, 40, 4, halo_hops=1)
+    assert [s.num_core for s in subs] == [10, 10, 10, 10]
+    for s in subs:  # a stretch of ten and one neighbour on each open side
+        core = s.nodes[s.core]
+        assert int(core.max() - core.min()) == 9 and s.nodes.numel() in (11, 12)
+
+
+def test_bad_part_counts_are_refused():
+    ei, _ = _random_graph()
+    with pytest.raises(ValueError, match=r"train.partitions must be between 1 and the number of nodes \(60\), got 61"):
+        partition_subgraphs(ei, None, 60, 61, 1)
+    with pytest.raises(ValueError, match="train.halo_hops must be >= 0"):
+        partition_subgraphs(ei, None, 60, 2, -1)
 
 
 def _restricted(name: str, model: torch.nn.Module, nodes: torch.Tensor) -> torch.nn.Module:
