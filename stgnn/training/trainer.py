@@ -31,7 +31,9 @@ from tqdm import tqdm
 
 from stgnn.data.custom import load_custom
 from stgnn.data.dataset import TrafficDataset
+from stgnn.data.ondisk import open_converted
 from stgnn.data.readers import load_dataset
+from stgnn.data.registry import DATASETS
 from stgnn.data.windows import StandardScaler, WindowData
 from stgnn.distributions import ForecastDistribution, PointForecast
 from stgnn.metrics import MaskedMetrics, masked_forecast_error
@@ -49,6 +51,7 @@ from stgnn.training.config import RunConfig, to_toml
 from stgnn.training.distributed import Distributed
 from stgnn.training.fingerprint import align_sensors, data_files, data_fingerprint, fingerprint_changes
 from stgnn.training.runlock import RunLock
+from stgnn.training.sampling import PartitionSampler, check_sampling
 from stgnn.training.schedules import TEACHER_FORCING, curriculum_level
 from stgnn.training.warm_start import WarmStart, warm_start
 
@@ -106,10 +109,12 @@ class NonFiniteLossError(ValueError):
 
 
 def load_data(cfg: RunConfig, root: str | os.PathLike[str] | None = None) -> TrafficDataset:
-    """The dataset a config names: a registered benchmark, or ``custom`` files."""
+    """The dataset a config names: a registered benchmark, ``custom`` files, or a converted (memory-mapped) folder."""
     if cfg.dataset == "custom":  # the schema guarantees a series and one graph file
         c = cfg.custom.given()
         return load_custom(c.pop("series"), **c)
+    if cfg.dataset not in DATASETS:  # the schema admits only a converted folder besides
+        return open_converted(cfg.dataset)
     return load_dataset(cfg.dataset, root)
 
 
@@ -342,6 +347,11 @@ class Trainer:
         self.scaler = grad_scaler(exp.device, self.amp_dtype)
         step: nn.Module = _ForecastStep(exp.model)
         self.net = dist.wrap(step, exp.device) if dist is not None and self.optimizer is not None else step
+        self.sampler: PartitionSampler | None = None
+        if tc.sampling == "partition" and exp.model.trainable:
+            check_sampling(self.cfg.model, exp.model, exp.spec, self.cfg.model_params)
+            self.sampler = PartitionSampler(exp.edge_index, exp.edge_weight, exp.spec.num_nodes, tc.partitions,
+                                            tc.halo_hops, exp.device)
         self.epoch = 0
         self.global_step = 0
         self.best_val = math.inf
@@ -515,15 +525,23 @@ class Trainer:
             "check the data, lower train.lr or set train.clip_grad_norm"
         )
 
-    def _batches(self, epoch: int) -> tuple[Iterator[Batch], int]:
-        tc = self.cfg.train
+    def _batches(self, epoch: int) -> tuple[Iterator[tuple[Batch, Tensor, Tensor]], int]:
+        """The epoch's training steps: ``(batch, edge_index, edge_weight)``, and their number.
+
+        With ``sampling = "partition"`` every batch of windows gives one step per graph part.
+        """
+        tc, exp = self.cfg.train, self.exp
         gen = self._seed_epoch(epoch)
-        total = -(-self.exp.data.num_windows("train") // tc.batch_size)
+        total = -(-exp.data.num_windows("train") // tc.batch_size)
         if tc.max_batches:
             total = min(total, tc.max_batches)
         part = None if self.dist is None else (self.dist.rank, self.dist.world_size)
-        batches = self.exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen, part=part)
-        return (b for _, b in zip(range(total), batches, strict=False)), total
+        batches = exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen, part=part)
+        capped = (b for _, b in zip(range(total), batches, strict=False))
+        if self.sampler is None:
+            return ((b, exp.edge_index, exp.edge_weight) for b in capped), total
+        sampler = self.sampler
+        return (step for b in capped for step in sampler.split(b, gen)), total * len(sampler)
 
     def _loss(self, forecast: ForecastDistribution, y: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """``(loss to back-propagate, the masked loss of the whole batch)``: the MAE of a point
@@ -551,11 +569,11 @@ class Trainer:
         context = autocast(exp.device, self.amp_dtype)
         loss_sum, count = 0.0, 0
         bar = tqdm(total=total, desc=f"epoch {epoch}", leave=False, disable=not self.progress, file=sys.stderr)
-        for i, batch in enumerate(batches, start=1):
+        for i, (batch, edge_index, edge_weight) in enumerate(batches, start=1):
             batch = exp.to_device(batch)
             tf = schedule(self.global_step, tc.teacher_forcing_tau)
             with context:
-                pred = self.net(batch, exp.edge_index, exp.edge_weight, tf)
+                pred = self.net(batch, edge_index, edge_weight, tf)
             level = curriculum_level(self.global_step, tc.curriculum_steps, exp.spec.horizon)
             forecast = exp.to_raw(pred[:, :level])
             loss, batch_loss = self._loss(forecast, batch.y[:, :level], batch.mask[:, :level])
