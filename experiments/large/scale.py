@@ -46,7 +46,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 PAPER_BATCH = {"stgcn": 50, "dcrnn": 64, "gwnet": 64}
 # nodes per part in sampled runs (each part then gets its halo): sized so a step stays a few GB
-CORE_NODES = {"stgcn": 1024, "dcrnn": 64, "gwnet": 256}
+CORE_NODES = {"stgcn": 1024, "dcrnn": 32, "gwnet": 256}
 
 
 def _hwm_gb() -> float:

@@ -6,12 +6,13 @@ in both directions) so that its core nodes see their neighbours' readings in the
 convolutions, and the subgraph induced by core + halo is what one training step runs on.
 
 The parts: METIS (what PyG's ``ClusterData`` calls) needs the compiled ``torch-sparse`` or
-``pyg-lib``, which a plain ``pip install torch_geometric`` does not bring.  The parts are those of
-:func:`stgnn.nn.partition.neighbourhood_partition` (also the spatial patches of ``stpatch``):
-nodes in reverse Cuthill-McKee order within each connected component, cut into blocks of
-``ceil(N / partitions)`` consecutive nodes.  Blocks are balanced and local, though with more cut
-edges than METIS would leave (bands of a breadth-first order); a component boundary ends a
-block, so a graph of several components gets a few more, smaller parts than asked for.  The halo
+``pyg-lib``, which a plain ``pip install torch_geometric`` does not bring.  The parts follow the
+order of :func:`stgnn.nn.partition.neighbourhood_partition` (also the spatial patches of
+``stpatch``): nodes in reverse Cuthill-McKee order within each connected component, components
+one after the other; that order is cut into ``partitions`` runs of equal size (sizes differ by at
+most one).  Parts are balanced and local, though with more cut edges than METIS would leave
+(bands of a breadth-first order); small components (an isolated sensor) join the run they fall
+in instead of becoming parts of their own (a one-node part would give a degenerate graph).  The halo
 is exact only for the first ``halo_hops`` hops of message passing: a model whose receptive field
 is wider (every deep model here) sees a truncated neighbourhood at a part's border, which is the
 approximation of sampled training.
@@ -83,8 +84,7 @@ def partition_subgraphs(
         edge_index: ``[2, E]``.
         edge_weight: ``[E]`` or ``None`` (ones).
         num_nodes: ``N``.
-        partitions: Parts asked for, ``1 <= partitions <= N``: blocks of ``ceil(N / partitions)``
-            nodes (more parts when the graph has several components).
+        partitions: Number of parts, ``1 <= partitions <= N``.
         halo_hops: Hops of neighbours added around each part (0: the part alone, as Cluster-GCN).
 
     Returns:
@@ -103,10 +103,11 @@ def partition_subgraphs(
     if halo_hops < 0:
         raise ValueError(f"train.halo_hops must be >= 0, got {halo_hops}")
     weight = edge_weight if edge_weight is not None else torch.ones(edge_index.size(1))
-    assignment = neighbourhood_partition(edge_index, num_nodes, -(-num_nodes // partitions))
+    position = neighbourhood_partition(edge_index, num_nodes, 1)  # each node's place in the order
+    assignment = position * partitions // num_nodes
     both_ways = to_undirected(edge_index, num_nodes=num_nodes)
     out = []
-    for p in range(int(assignment.max()) + 1):
+    for p in range(partitions):
         core_ids = (assignment == p).nonzero().view(-1)
         nodes = k_hop_subgraph(core_ids, halo_hops, both_ways, num_nodes=num_nodes)[0] if halo_hops else core_ids
         nodes = nodes.sort().values
@@ -146,7 +147,7 @@ class PartitionSampler:
         edge_index: ``[2, E]`` full graph.
         edge_weight: ``[E]`` or ``None``.
         num_nodes: ``N``.
-        partitions: Parts asked for (see :func:`partition_subgraphs`).
+        partitions: Number of parts (see :func:`partition_subgraphs`).
         halo_hops: Halo around each part, in hops.
         device: Where the subgraphs' edges are kept (once, not copied per step).
     """

@@ -47,7 +47,7 @@ def test_subgraphs_hold_each_core_with_its_exact_halo_and_induced_edges(hops):
     subs = partition_subgraphs(ei, w, 60, 4, hops)
     cores = torch.cat([s.nodes[s.core] for s in subs]).sort().values
     assert torch.equal(cores, torch.arange(60))  # the cores partition the nodes
-    assert max(s.num_core for s in subs) <= 15  # blocks of ceil(60 / 4)
+    assert [s.num_core for s in subs] == [15, 15, 15, 15]
     full = {(a, b): wt for (a, b), wt in zip(ei.t().tolist(), w.tolist(), strict=True)}
     for s in subs:
         assert set(s.nodes.tolist()) == _hops(ei, set(s.nodes[s.core].tolist()), hops)
@@ -64,6 +64,14 @@ def test_a_road_is_cut_into_as_many_contiguous_stretches_as_asked():
     for s in subs:  # a stretch of ten and one neighbour on each open side
         core = s.nodes[s.core]
         assert int(core.max() - core.min()) == 9 and s.nodes.numel() in (11, 12)
+
+
+def test_an_isolated_node_joins_a_part_instead_of_forming_one():
+    # two paths of 10 nodes and one isolated node (Los-loop has one): 3 balanced parts, none of one node
+    ei = torch.cat([torch.stack([torch.arange(9), torch.arange(1, 10)]),
+                    torch.stack([torch.arange(10, 19), torch.arange(11, 20)])], dim=1)
+    subs = partition_subgraphs(ei, None, 21, 3, halo_hops=0)
+    assert sorted(s.num_core for s in subs) == [7, 7, 7]
 
 
 def test_bad_part_counts_are_refused():
