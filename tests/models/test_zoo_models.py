@@ -325,3 +325,17 @@ def test_cli_trains_and_evaluates_on_own_data(tmp_path, model):
     assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--output",
                  str(tmp_path / "eval.json"), "--quiet"]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["horizons"] == metrics["horizons"]
+
+
+@pytest.mark.parametrize("model", ["fusion", "transformer", "stpatch"])
+def test_cli_trains_on_a_benchmark_format_with_default_settings(tmp_path, monkeypatch, model):
+    """``stgnn train --model X --dataset D`` without a config for (X, D) uses the model defaults. A
+    PEMS04 stand-in (3 features, an edge-list graph); its files are not the published ones, so the
+    checksum check is switched off for this test."""
+    monkeypatch.setattr("stgnn.data.download.check_files", lambda info, folder: None)
+    standins.write_pems(tmp_path / "pems04", "04", t=300, n=8, f=3)
+    out = tmp_path / "run"
+    assert main(["train", "--model", model, "--dataset", "pems04", "--data-dir", str(tmp_path), "--epochs", "1",
+                 "--max-batches", "2", "--output", str(out), "--quiet", "--no-download"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "pems04" and metrics["horizons"]["average"]["mae"] > 0
