@@ -266,6 +266,19 @@ def test_transformer_uses_time_of_day_and_day_of_week():
     assert n_params(model) - n_params(plain) > 0
 
 
+@pytest.mark.parametrize("kind", ["gaussian", "quantile"])
+def test_transformer_under_a_probabilistic_head_gets_the_time_slots(kind):
+    from stgnn.models.heads import DistributionalForecaster
+
+    torch.manual_seed(0)
+    model = DistributionalForecaster(STTransformer, SPEC, kind, **SMALL_TRANSFORMER).eval()
+    bt = batch()
+    params = model.forecast(bt, *graph())
+    assert params.shape == (4, SPEC.horizon, N, 1, 2 if kind == "gaussian" else 3)
+    moved = Batch(**{**vars(bt), "slot": (bt.slot + 288) % 2016})  # the next day: another day-of-week embedding
+    assert not torch.allclose(model.forecast(moved, *graph()), params)
+
+
 def test_transformer_rejects_bad_settings():
     with pytest.raises(ValueError, match="divisible by heads"):
         STTransformer(SPEC, input_embedding_dim=7, time_embedding=False, heads=2)
