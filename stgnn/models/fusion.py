@@ -154,17 +154,14 @@ class Fusion(Forecaster):
     spatial step runs once on the temporal summaries, whereas the papers interleave space and time
     in every layer (DCRNN and T-GCN put the graph convolution inside the recurrent cell):
 
-    ========== ============================== ===============================================
-    preset     temporal + spatial + fusion    closest published model
-    ========== ============================== ===============================================
-    dcrnn      gru + diffusion + gate         DCRNN (Li et al., ICLR 2018): GRU + diffusion conv
-    stgcn      tcn + gcn + concat             STGCN (Yu et al., IJCAI 2018): temporal conv + graph conv
-    tgcn       gru + gcn + concat             T-GCN (Zhao et al., T-ITS 2020): GRU + GCN
-    gcn_lstm   lstm + gcn + concat            GCN-LSTM-style hybrids (graph conv + LSTM)
-    gwnet      tcn + diffusion + concat       Graph WaveNet (Wu et al., IJCAI 2019), without its adaptive adjacency
-    gman       transformer + graph_attention + gate   GMAN (Zheng et al., AAAI 2020): temporal and spatial
-                                              attention, gated fusion (GMAN's spatial attention is over all nodes)
-    ========== ============================== ===============================================
+    * ``dcrnn``: gru + diffusion + gate -- DCRNN (Li et al., ICLR 2018): GRU + diffusion conv.
+    * ``stgcn``: tcn + gcn + concat -- STGCN (Yu et al., IJCAI 2018): temporal conv + graph conv.
+    * ``tgcn``: gru + gcn + concat -- T-GCN (Zhao et al., T-ITS 2020): GRU + GCN.
+    * ``gcn_lstm``: lstm + gcn + concat -- GCN-LSTM-style hybrids (graph conv + LSTM).
+    * ``gwnet``: tcn + diffusion + concat -- Graph WaveNet (Wu et al., IJCAI 2019) without its
+      adaptive adjacency.
+    * ``gman``: transformer + graph_attention + gate -- GMAN (Zheng et al., AAAI 2020): temporal
+      and spatial attention with gated fusion (GMAN's spatial attention is over all nodes).
 
     The default (no preset, nothing set) is ``gru + diffusion + gate`` (the ``dcrnn`` preset).
 
