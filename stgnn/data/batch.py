@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -61,7 +62,8 @@ class Batch:
 
     def _map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
         """A batch with ``fn`` applied to every tensor field (``None`` fields stay ``None``)."""
-        return Batch(**{f.name: None if (v := getattr(self, f.name)) is None else fn(v) for f in fields(self)})
+        moved: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Batch(**{k: None if v is None else fn(v) for k, v in moved.items()})
 
     def pin_memory(self) -> Batch:
         """A copy in page-locked host memory, from which ``to(cuda)`` copies without blocking."""
