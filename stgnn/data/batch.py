@@ -63,7 +63,8 @@ class Batch:
     def _map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
         """A batch with ``fn`` applied to every tensor field (``None`` fields stay ``None``)."""
         moved: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Batch(**{k: None if v is None else fn(v) for k, v in moved.items()})
+        mapped: dict[str, Any] = {k: None if v is None else fn(v) for k, v in moved.items()}
+        return Batch(**mapped)
 
     def pin_memory(self) -> Batch:
         """A copy in page-locked host memory, from which ``to(cuda)`` copies without blocking."""
