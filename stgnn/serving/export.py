@@ -178,15 +178,23 @@ def _trace_program(exp: Experiment, sample: Tensor) -> torch.export.ExportedProg
                                    strict=False)
 
 
-def _write_onnx(program: torch.export.ExportedProgram, path: Path, metadata: dict[str, str]) -> None:
-    import onnx
-
+def _write_onnx(program: torch.export.ExportedProgram, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         onnx_program = torch.onnx.export(program, input_names=["x"], output_names=["forecast"], dynamo=True,
                                          optimize=True, verbose=False)
     assert onnx_program is not None
-    proto = onnx_program.model_proto
+    onnx_program.save(str(path))
+
+
+def _set_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Record ``metadata`` (``stgnn.*`` keys) in the ONNX file and check the model."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    kept = [p for p in proto.metadata_props if not p.key.startswith(META_PREFIX)]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = META_PREFIX + key, value
@@ -322,7 +330,7 @@ def export_model(
     with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
         float_path = Path(tmp) / f"float{output.suffix}"
         if fmt == "onnx":
-            _write_onnx(_trace_program(exp, sample), float_path, metadata)
+            _write_onnx(_trace_program(exp, sample), float_path)
         else:
             _write_torchscript(exp, sample, float_path, metadata)
         float_runner = _Runner(float_path, fmt)
@@ -357,6 +365,8 @@ def export_model(
             "exported": _median_ms(runner, x, latency_repeats),
             "pytorch": _median_ms(lambda t: exp.model(t, exp.edge_index, exp.edge_weight), x, latency_repeats),
         }
+        if fmt == "onnx":
+            _set_onnx_metadata(final_path, metadata)
         os.replace(final_path, output)
     label = "int8" if quantize else "float32"
     return ExportReport(
