@@ -591,6 +591,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
                           check_windows=args.check_windows)
     for line in report.lines():
         print(line)
+    if args.report:
+        write_json(args.report, report.to_dict())
     return 0
 
 
@@ -855,6 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--quantize", choices=["dynamic"], help="int8 dynamic quantization for CPU inference (ONNX)")
     xp.add_argument("--output", required=True, help="the file to write (.onnx / .pt)")
     xp.add_argument("--check-windows", type=int, help="check on the first N test windows (default: all)")
+    xp.add_argument("--report", help="also write the measurements (size, difference, latency, metrics) as JSON here")
     common(xp)
     xp.set_defaults(func=_cmd_export)
     return p

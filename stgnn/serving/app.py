@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stgnn.data.batch import Batch
 from stgnn.serving.batching import BatchSettings, MicroBatcher, Overloaded
-from stgnn.serving.model import ServedModel
+from stgnn.serving.model import Forecast, ServedModel
 from stgnn.serving.window import WindowError
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "PredictRequest", "PredictResponse", "create_app"]
@@ -71,6 +71,14 @@ class PredictRequest(BaseModel):
                                    "(e.g. 0.9), probabilistic models only.")
 
 
+class Interval(BaseModel):
+    """A central prediction interval, in the layout of ``forecast``."""
+
+    level: float
+    lower: list[list[float]] | list[list[list[float]]]
+    upper: list[list[float]] | list[list[list[float]]]
+
+
 class PredictResponse(BaseModel):
     """The forecast for the next ``horizon`` steps."""
 
@@ -82,6 +90,8 @@ class PredictResponse(BaseModel):
         description="Forecasts in raw units, one row per forecast timestamp, one cell per sensor (a list per "
                     "cell when the model forecasts several features).")
     units: str | None = None
+    interval: Interval | None = Field(default=None, description="The central interval asked for (probabilistic "
+                                      "models); its bounds are quantiles of the forecast distribution.")
 
 
 class BodyLimit:
@@ -177,11 +187,11 @@ def create_app(
     """
     settings = batching or BatchSettings()
     spec = model.spec
-    state: dict[str, MicroBatcher[Batch, torch.Tensor]] = {}
+    state: dict[str, MicroBatcher[tuple[Batch, float | None], Forecast]] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        batcher: MicroBatcher[Batch, torch.Tensor] = MicroBatcher(model.forecast_many, settings)
+        batcher: MicroBatcher[tuple[Batch, float | None], Forecast] = MicroBatcher(model.forecast_many, settings)
         batcher.start()
         state["batcher"] = batcher
         try:
@@ -225,9 +235,12 @@ def create_app(
     @app.post("/predict", response_model=PredictResponse)
     async def predict(req: PredictRequest) -> PredictResponse:
         """Forecast the next ``horizon`` steps from the recent window."""
-        if req.interval is not None:
-            raise WindowError(f"interval: {spec.model} gives point forecasts only; prediction intervals need a "
-                              "model trained with a probabilistic head")
+        if req.interval is not None and not model.covers(req.interval):
+            if model.head == "point":
+                raise WindowError(f"interval: {spec.model} gives point forecasts only; prediction intervals need a "
+                                  "model trained with a probabilistic head ([head] kind = gaussian or quantile)")
+            raise WindowError(f"interval: {req.interval} needs quantiles {(1 - req.interval) / 2:g} and "
+                              f"{(1 + req.interval) / 2:g}, outside the model's levels {spec.config.head.quantiles}")
         if any(t.tzinfo is not None for t in req.timestamps):
             raise WindowError("timestamps: carry a UTC offset, but the model's data has local timestamps without "
                               "one (the time-of-day covariate depends on it): send local times without offset")
@@ -238,19 +251,26 @@ def create_app(
         values = _values_array(req, len(spec.input_features))
         batch = spec.batch(req.sensor_ids, stamps, values)
         try:
-            pred = await state["batcher"].submit(batch)
+            result = await state["batcher"].submit((batch, req.interval))
         except Overloaded as exc:
             raise HTTPException(503, str(exc)) from exc
-        if not bool(torch.isfinite(pred).all()):
+        parts = [t for t in result if t is not None]
+        if not all(bool(torch.isfinite(t).all()) for t in parts):
             raise HTTPException(500, f"{spec.model} produced non-finite forecasts for this window")
         # model node order -> the request's column order
         position = {s: i for i, s in enumerate(spec.sensor_ids)}
         cols = [position[s] for s in req.sensor_ids]
-        out = pred[0][:, cols]  # [H, N_request, F_out]
-        forecast = out[..., 0].tolist() if out.shape[-1] == 1 else out.tolist()
+
+        def layout(t: torch.Tensor) -> Any:
+            out = t[0][:, cols]  # [H, N_request, F_out]
+            return out[..., 0].tolist() if out.shape[-1] == 1 else out.tolist()
+
+        interval = None
+        if req.interval is not None and result.lower is not None and result.upper is not None:
+            interval = Interval(level=req.interval, lower=layout(result.lower), upper=layout(result.upper))
         units = (model.info.get("test_metrics") or {}).get("units")
         return PredictResponse(model=spec.model, sensor_ids=req.sensor_ids, origin=stamps[-1].to_pydatetime(),
                                timestamps=[t.to_pydatetime() for t in spec.forecast_timestamps(stamps[-1])],
-                               forecast=forecast, units=units)
+                               forecast=layout(result.point), units=units, interval=interval)
 
     return app

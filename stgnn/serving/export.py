@@ -131,6 +131,12 @@ class ExportReport:
     latency_ms: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {"path": str(self.path), "format": self.format, "quantized": self.quantized,
+                "size_bytes": self.size_bytes, "windows": self.windows, "max_abs_diff": self.max_abs_diff,
+                "latency_batch": self.latency_batch, "latency_ms": self.latency_ms, "metrics": self.metrics}
+
     def lines(self) -> list[str]:
         """A human-readable summary."""
         out = [f"wrote {self.path} ({self.format}{', int8 dynamic' if self.quantized else ''}, "
@@ -345,15 +351,14 @@ def export_model(
         ours = MaskedMetrics(horizons=horizons, null_value=null)
         reference = MaskedMetrics(horizons=horizons, null_value=null)
         float_diff, diff, windows = 0.0, 0.0, 0
-        inverse = exp.data.target_scaler.inverse
         for batch in _test_batches(exp, check_windows):
             ref = _scaled_reference(exp, batch)
             flt = float_runner(batch.x)
             float_diff = max(float_diff, float((flt - ref).abs().max()))
             got = flt if runner is float_runner else runner(batch.x)
             diff = max(diff, float((got - ref).abs().max()))
-            ours.update(inverse(got), batch.y, batch.mask)
-            reference.update(inverse(ref), batch.y, batch.mask)
+            ours.update(exp.to_raw(got), batch.y, batch.mask)
+            reference.update(exp.to_raw(ref), batch.y, batch.mask)
             windows += batch.x.shape[0]
         if not float_diff <= ONNX_TOLERANCE:  # also catches NaN
             raise ValueError(

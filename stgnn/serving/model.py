@@ -17,18 +17,28 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from stgnn.data.batch import Batch
+from stgnn.distributions import ForecastDistribution, PointForecast
+from stgnn.models.heads import head_distribution
 from stgnn.serving.export import checkpoint_digest, onnx_metadata
 from stgnn.serving.window import WindowSpec, concat_batches
 from stgnn.training.checkpoint import load_checkpoint
 from stgnn.training.trainer import Experiment, experiment_from_checkpoint
 
-__all__ = ["ServedModel", "load_served_model"]
+__all__ = ["Forecast", "ServedModel", "load_served_model"]
+
+
+class Forecast(NamedTuple):
+    """One request's forecast in raw units: ``point`` ``[B, H, N, F_out]``, and the interval when asked."""
+
+    point: Tensor
+    lower: Tensor | None = None
+    upper: Tensor | None = None
 
 
 @dataclass
@@ -37,21 +47,52 @@ class ServedModel:
 
     Attributes:
         spec: The input the model takes (sensor ids, window length, scaler, ...).
-        forward: ``Batch -> [B, H, N, F_out]`` forecasts in raw units (CPU); called from one
-            worker thread at a time.
+        forward: ``Batch -> ForecastDistribution`` in raw units (CPU; a
+            :class:`~stgnn.distributions.PointForecast` for a point model); called from one worker
+            thread at a time.
         backend: ``pytorch`` or ``onnx``.
         info: The description ``GET /model`` returns.
     """
 
     spec: WindowSpec
-    forward: Callable[[Batch], Tensor]
+    forward: Callable[[Batch], ForecastDistribution]
     backend: str
     info: dict[str, Any] = field(default_factory=dict)
 
-    def forecast_many(self, batches: Sequence[Batch]) -> list[Tensor]:
-        """One forward pass over the windows of ``batches``; one ``[B_i, H, N, F_out]`` result per batch."""
-        out = self.forward(concat_batches(list(batches)))
-        return list(torch.split(out, [b.x.shape[0] for b in batches]))
+    @property
+    def head(self) -> str:
+        """``point``, ``gaussian`` or ``quantile``."""
+        return self.spec.config.head.kind
+
+    def covers(self, level: float) -> bool:
+        """Whether the model can give the central ``level`` prediction interval."""
+        cfg = self.spec.config.head
+        if cfg.kind == "point":
+            return False
+        probe = head_distribution(cfg.kind, cfg.quantiles, torch.zeros(1, 2 if cfg.kind == "gaussian"
+                                                                         else len(cfg.quantiles)))
+        return probe.covers(level)
+
+    def forecast_many(self, requests: Sequence[tuple[Batch, float | None]]) -> list[Forecast]:
+        """One forward pass over the windows of all ``(batch, interval level or None)`` requests.
+
+        Returns:
+            One :class:`Forecast` per request (its windows only, its interval when it asked).
+        """
+        dist = self.forward(concat_batches([b for b, _ in requests]))
+        sizes = [b.x.shape[0] for b, _ in requests]
+        points = torch.split(dist.point, sizes)
+        bounds: dict[float, tuple[tuple[Tensor, ...], tuple[Tensor, ...]]] = {}
+        for asked in {lv for _, lv in requests if lv is not None}:
+            low, high = dist.interval(asked)
+            bounds[asked] = torch.split(low, sizes), torch.split(high, sizes)
+        out = []
+        for i, (_, level) in enumerate(requests):
+            if level is None:
+                out.append(Forecast(points[i]))
+            else:
+                out.append(Forecast(points[i], bounds[level][0][i], bounds[level][1][i]))
+        return out
 
 
 def _test_metrics(checkpoint: Path) -> dict[str, Any] | None:
@@ -66,7 +107,7 @@ def _test_metrics(checkpoint: Path) -> dict[str, Any] | None:
     return {"horizons": metrics.get("horizons"), "units": metrics.get("units")}
 
 
-def _onnx_forward(path: Path, spec: WindowSpec, threads: int | None) -> Callable[[Batch], Tensor]:
+def _onnx_forward(path: Path, spec: WindowSpec, threads: int | None) -> Callable[[Batch], ForecastDistribution]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -80,10 +121,14 @@ def _onnx_forward(path: Path, spec: WindowSpec, threads: int | None) -> Callable
         raise ValueError(f"{path}: takes inputs {[(i.name, i.shape) for i in inputs]}, but the checkpoint's model "
                          f"takes x [B, {', '.join(map(str, want))}]: not an export of this checkpoint")
     name = inputs[0].name
-    inverse = spec.target_scaler.inverse
+    scaler = spec.target_scaler
+    head = spec.config.head
 
-    def forward(batch: Batch) -> Tensor:
-        return inverse(torch.from_numpy(session.run(None, {name: batch.x.numpy()})[0]))
+    def forward(batch: Batch) -> ForecastDistribution:
+        out = torch.from_numpy(session.run(None, {name: batch.x.numpy()})[0])
+        if head.kind == "point":
+            return PointForecast(scaler.inverse(out))
+        return head_distribution(head.kind, head.quantiles, out).affine(scaler.std, scaler.mean)
 
     return forward
 
@@ -124,7 +169,7 @@ def load_served_model(
         "sensor_ids": list(spec.sensor_ids),
         "input_features": len(spec.input_features),
         "covariates": list(spec.covariate_names),
-        "probabilistic": False,
+        "head": {"kind": spec.config.head.kind, "quantiles": list(spec.config.head.quantiles)},
         "config": spec.config.to_dict(),
         "test_metrics": _test_metrics(path),
         "data_fingerprint": state["data"],
@@ -144,4 +189,4 @@ def load_served_model(
         return ServedModel(spec, _onnx_forward(Path(onnx), spec, threads), "onnx", info)
     exp = experiment if experiment is not None else experiment_from_checkpoint(path, root, device, state=state)[0]
     info.update(backend="pytorch", num_edges=int(exp.edge_index.shape[1]), device=str(exp.device))
-    return ServedModel(spec, exp.predict, "pytorch", info)
+    return ServedModel(spec, exp.predict_distribution, "pytorch", info)

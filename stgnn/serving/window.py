@@ -87,6 +87,10 @@ class WindowSpec:
         scaler = StandardScaler.from_state_dict(state["scaler"])
         n_features = int(scaler.mean.numel())
         feats = tuple(cfg.data.input_features) if cfg.data.input_features else tuple(range(n_features))
+        if state.get("covariate_scaler") or int(spec["in_channels"]) != len(feats) + len(cfg.data.covariates):
+            raise ValueError(f"{path}: the model reads user covariates besides its readings ({spec['in_channels']} "
+                             f"input channels); serving such a model is not supported yet (a request carries "
+                             "readings only)")
         return cls(
             model=cfg.model,
             dataset=str(stored["name"]),

@@ -39,3 +39,17 @@ def load_experiment(checkpoint: Path) -> Experiment:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return experiment_from_checkpoint(checkpoint)[0]
+
+
+@pytest.fixture(scope="session")
+def quantile_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch GRU with a quantile head (levels 0.05, 0.5, 0.95) on 4 own-data sensors."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("quantile")
+    series, locations = write_data(folder / "data", t=400, n=4)
+    cfg = make_config(series, locations, model="gru", epochs=1)
+    cfg.model_params = {"hidden_channels": 8}
+    cfg.head.kind = "quantile"
+    cfg.head.quantiles = [0.05, 0.5, 0.95]
+    trainer(cfg, folder / "run").fit()
+    return folder / "run" / "checkpoint.pt"

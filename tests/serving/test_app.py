@@ -147,3 +147,27 @@ def test_concurrent_requests_are_batched_and_equal_unbatched(lstm_checkpoint, ex
     for s in starts:
         want = exp.predict(exp.data.batch(torch.tensor([s])))[0, :, :, 0].numpy()[:, ::-1]
         np.testing.assert_allclose(np.array(results[s]["forecast"]), want, rtol=1e-5, atol=1e-5)
+
+
+def test_intervals_of_a_probabilistic_model(quantile_checkpoint):
+    exp = load_experiment(quantile_checkpoint)
+    model = load_served_model(quantile_checkpoint, experiment=exp)
+    start = int(exp.data.splits["test"][1])
+    body = {**request_for(exp, start), "interval": 0.8}
+    with TestClient(create_app(model)) as c:
+        info = c.get("/model").json()
+        r = c.post("/predict", json=body)
+        too_wide = c.post("/predict", json={**body, "interval": 0.95})
+        plain = c.post("/predict", json={k: v for k, v in body.items() if k != "interval"})
+    assert info["head"] == {"kind": "quantile", "quantiles": [0.05, 0.5, 0.95]}
+    assert r.status_code == 200, r.text
+    out = r.json()
+    dist = exp.predict_distribution(exp.data.batch(torch.tensor([start])))
+    low, high = dist.interval(0.8)
+    for got, want in ((out["forecast"], dist.point), (out["interval"]["lower"], low),
+                      (out["interval"]["upper"], high)):
+        np.testing.assert_allclose(np.array(got), want[0, :, :, 0].numpy()[:, ::-1], rtol=1e-5, atol=1e-5)
+    assert out["interval"]["level"] == 0.8
+    assert (np.array(out["interval"]["lower"]) <= np.array(out["interval"]["upper"])).all()
+    assert too_wide.status_code == 422 and "outside the model's levels" in too_wide.text
+    assert plain.status_code == 200 and plain.json()["interval"] is None
