@@ -87,7 +87,7 @@ def main() -> None:
             else:
                 row["error"] = msg
             rows.append(row)
-    write_table(rows, commands, args)
+        write_table(rows, commands, args)  # after every model: an interrupted run keeps what it measured
 
 
 def write_table(rows: list[dict[str, Any]], commands: list[str], args: argparse.Namespace) -> None:
