@@ -17,6 +17,8 @@ Commands::
     stgnn explain  --checkpoint FILE --sensor ID --time T [--horizon 1] --output DIR
     stgnn anomalies --checkpoint FILE --series FILE [--threshold Z] --output DIR
     stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted] --output DIR
+    stgnn serve    --checkpoint FILE [--onnx FILE] [--host 127.0.0.1] [--port 8000] [--max-batch N] [--max-wait-ms MS]
+    stgnn export   --checkpoint FILE --format onnx|torchscript [--quantize dynamic] --output FILE
 
 A user error (a bad argument, config value, file or device) ends the command with one line
 per problem, ``stgnn: error: <argument or file>: <problem>``, on stderr and exit status 2;
@@ -591,6 +593,59 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- serve / export
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from stgnn.serving.app import create_app
+        from stgnn.serving.batching import BatchSettings
+        from stgnn.serving.model import load_served_model
+    except ImportError as exc:
+        raise UsageError(f"serve: needs fastapi and uvicorn: pip install 'stgnn[serve]' ({exc})") from exc
+    if args.onnx and not Path(args.onnx).is_file():
+        raise UsageError(f"--onnx {args.onnx}: file not found")
+    if args.max_body_bytes < 1:
+        raise UsageError(f"--max-body-bytes: must be >= 1, got {args.max_body_bytes}")
+    try:
+        settings = BatchSettings(args.max_batch, args.max_wait_ms, args.max_queue)
+    except ValueError as exc:
+        raise UsageError(f"--max-batch / --max-wait-ms / --max-queue: {exc}") from exc
+    if args.onnx:
+        model = load_served_model(args.checkpoint, onnx=args.onnx)
+    else:
+        exp = _from_checkpoint(args)
+        model = load_served_model(args.checkpoint, experiment=exp)
+    app = create_app(model, batching=settings, max_body_bytes=args.max_body_bytes)
+    print(f"serving {model.spec.model} ({model.backend}) trained on {model.spec.dataset} at "
+          f"http://{args.host}:{args.port} (OpenAPI: /docs); Ctrl-C stops after the requests in flight", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, limit_concurrency=args.max_connections,
+                timeout_graceful_shutdown=args.shutdown_timeout, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from stgnn.serving.export import export_model
+    except ImportError as exc:
+        raise UsageError(f"export: needs onnx, onnxruntime and onnxscript: pip install 'stgnn[export]' "
+                         f"({exc})") from exc
+    if args.quantize and args.format != "onnx":
+        raise UsageError("--quantize: int8 dynamic quantization is done on the ONNX model; use --format onnx")
+    if args.check_windows is not None and args.check_windows < 1:
+        raise UsageError(f"--check-windows: must be >= 1, got {args.check_windows}")
+    _check_writable(Path(args.output).parent, "--output")
+    args.device = "cpu"
+    exp = _from_checkpoint(args)
+    report = export_model(exp, args.output, args.format, quantize=args.quantize, checkpoint=args.checkpoint,
+                          check_windows=args.check_windows)
+    for line in report.lines():
+        print(line)
+    if args.report:
+        write_json(args.report, report.to_dict())
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise UsageError(f"--steps: must be >= 1, got {args.steps}")
@@ -850,6 +905,36 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--device", default=None)
     common(en)
     en.set_defaults(func=_cmd_ensemble)
+
+    sv = sub.add_parser("serve", help="HTTP JSON API: POST /predict, GET /health, GET /model (FastAPI + uvicorn)")
+    sv.add_argument("--checkpoint", required=True)
+    sv.add_argument("--onnx", help="serve this ONNX export of the checkpoint (stgnn export) instead of PyTorch")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-batch", type=int, default=32, help="most windows per forward pass; 1: no batching "
+                    "(default 32)")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0,
+                    help="longest a request waits for others to join its batch (default 5)")
+    sv.add_argument("--max-queue", type=int, default=256, help="most waiting requests; more get 503 (default 256)")
+    sv.add_argument("--max-connections", type=int, default=512,
+                    help="most open connections and requests at once; more get 503 (default 512)")
+    sv.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body; larger get 413 "
+                    "(default 1 MiB)")
+    sv.add_argument("--shutdown-timeout", type=float, default=30.0,
+                    help="seconds to let requests in flight finish after Ctrl-C / SIGTERM (default 30)")
+    sv.add_argument("--device", default=None)
+    common(sv)
+    sv.set_defaults(func=_cmd_serve)
+
+    xp = sub.add_parser("export", help="export a checkpoint's model to ONNX or TorchScript (checked, measured)")
+    xp.add_argument("--checkpoint", required=True)
+    xp.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    xp.add_argument("--quantize", choices=["dynamic"], help="int8 dynamic quantization for CPU inference (ONNX)")
+    xp.add_argument("--output", required=True, help="the file to write (.onnx / .pt)")
+    xp.add_argument("--check-windows", type=int, help="check on the first N test windows (default: all)")
+    xp.add_argument("--report", help="also write the measurements (size, difference, latency, metrics) as JSON here")
+    common(xp)
+    xp.set_defaults(func=_cmd_export)
     return p
 
 
