@@ -18,6 +18,7 @@ from torch import Tensor
 
 from stgnn.data.batch import Batch
 from stgnn.data.dataset import TrafficDataset
+from stgnn.data.impute import InputImputer, interpolate_windows
 
 __all__ = [
     "COVARIATES",
@@ -146,6 +147,12 @@ class WindowData:
         input_features: Indices of the reading features fed to the model (default all).
         target_features: Indices of the features to forecast (default ``[0]``).
         scaler: A fitted scaler to reuse (e.g. from a checkpoint); default: fit on train.
+        impute: How missing input readings are filled (see :mod:`stgnn.data.impute`): ``"none"``
+            (the stored value, 0), ``"linear"``, ``"historical"`` or ``"neighbours"``; fitted on
+            the training period.  Targets are never imputed.
+        input_mask: ``[T, N]`` readings the *inputs* may use (default: the dataset's mask); a
+            reading it hides is a missing input (0 before imputation) but stays a target, so
+            dropped inputs can be simulated without changing what is scored.
     """
 
     def __init__(
@@ -159,6 +166,8 @@ class WindowData:
         input_features: Sequence[int] | None = None,
         target_features: Sequence[int] = (0,),
         scaler: StandardScaler | None = None,
+        impute: str = "none",
+        input_mask: Tensor | None = None,
     ) -> None:
         nf = dataset.num_features
         tf = list(target_features)
@@ -182,16 +191,30 @@ class WindowData:
             scaler = StandardScaler.fit(series[: self.train_end], dataset.mask[: self.train_end])
         self.scaler = scaler
         scaled = scaler.transform(series)
+        self.slot = time_of_week_slot(dataset.timestamps, dataset.interval_minutes)
+        if input_mask is None:
+            input_mask = dataset.mask
+        elif input_mask.dtype != torch.bool or input_mask.shape != dataset.mask.shape:
+            raise ValueError(f"input_mask: expected a bool tensor of shape {tuple(dataset.mask.shape)} [T, N], got "
+                             f"{input_mask.dtype} {tuple(input_mask.shape)}")
+        self.input_mask = input_mask
+        raw_inputs = series if input_mask is dataset.mask else torch.where(input_mask[..., None], series, 0.0)
+        day_slot = self.slot % dataset.steps_per_day
+        end = self.train_end
+        self.imputer = InputImputer.fit(impute, raw_inputs[:end], input_mask[:end], day_slot[:end],
+                                        steps_per_day=dataset.steps_per_day, graph=dataset.graph)
+        filled = self.imputer.fill(raw_inputs, input_mask, day_slot)
+        scaled_inputs = scaled if filled is series else scaler.transform(filled)
         cov = covariates(dataset.timestamps, covariate_names)
         n = dataset.num_nodes
         self.inputs = torch.cat(
-            [scaled[:, :, feats], cov[:, None, :].expand(-1, n, -1)], dim=-1
+            [scaled_inputs[:, :, feats], cov[:, None, :].expand(-1, n, -1)], dim=-1
         ).contiguous()
+        self._reading_channels = len(feats)
         self.target_features = tf
         self.targets = series[:, :, tf].contiguous()
         self.targets_scaled = scaled[:, :, tf].contiguous()
         self.mask = dataset.mask
-        self.slot = time_of_week_slot(dataset.timestamps, dataset.interval_minutes)
         self.target_scaler = StandardScaler(scaler.mean[tf], scaler.std[tf])
         self._in_offsets = torch.arange(input_len)
         self._out_offsets = torch.arange(input_len, input_len + horizon)
@@ -222,14 +245,18 @@ class WindowData:
         inside = y_idx <= last
         y_at = y_idx.clamp(max=last)
         slots_per_week = 7 * self.dataset.steps_per_day
+        x, x_mask = self.inputs[x_idx], self.input_mask[x_idx]
+        if self.imputer.method == "linear":
+            c = self._reading_channels
+            x = torch.cat([interpolate_windows(x[..., :c], x_mask), x[..., c:]], dim=-1)
         return Batch(
-            x=self.inputs[x_idx],
+            x=x,
             y=self.targets[y_at],
             y_scaled=self.targets_scaled[y_at],
             mask=self.mask[y_at] & inside.unsqueeze(-1),
             start=y_idx[:, 0],
             slot=torch.where(inside, self.slot[y_at], (self.slot[last] + y_idx - last) % slots_per_week),
-            x_mask=self.mask[x_idx],
+            x_mask=x_mask,
         )
 
     def batches(

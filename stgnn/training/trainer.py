@@ -145,6 +145,7 @@ class Experiment:
             input_features=dc.input_features or None,
             target_features=dc.target_features,
             scaler=scaler,
+            impute=dc.impute,
         )
         spec = ModelSpec(
             num_nodes=ds.num_nodes,
