@@ -11,6 +11,8 @@ Commands::
     stgnn evaluate --checkpoint FILE
     stgnn predict  --checkpoint FILE --at TIMESTAMP [--at ...] --output FILE.csv|.parquet
     stgnn plot     --checkpoint FILE [--sensors 0,5] [--horizon 3] --output DIR
+    stgnn federated [--model NAME] [--dataset NAME | --config FILE] --clients K --rounds R [--local-epochs E]
+                   [--no-baselines] [--output DIR]
 
 A user error (a bad argument, config value, file or device) ends the command with one line
 per problem, ``stgnn: error: <argument or file>: <problem>``, on stderr and exit status 2;
@@ -53,7 +55,7 @@ from stgnn.report import horizon_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
 from stgnn.training.checkpoint import load_checkpoint, write_json
 from stgnn.training.config import CUSTOM_GRAPH_KEYS, RunConfig, check_device_name, merge, read_config_file
-from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, select_device
+from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, load_data, select_device
 
 __all__ = ["UsageError", "main"]
 
@@ -452,6 +454,36 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- federated
+def _cmd_federated(args: argparse.Namespace) -> int:
+    try:
+        from stgnn.federated.compare import comparison_table, run_comparison
+    except ImportError as exc:
+        raise UsageError(f"federated: needs Flower ({exc}); pip install 'stgnn[federated]'") from exc
+    for option, value, low in (("--clients", args.clients, 2), ("--rounds", args.rounds, 1),
+                               ("--local-epochs", args.local_epochs, 1)):
+        if value < low:
+            raise UsageError(f"{option}: must be >= {low}, got {value}")
+    cfg = _resolve_config(args)
+    _check_device(cfg.train.device, "--device" if args.device else "[train] device")
+    output = Path(args.output or f"runs/federated-{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_writable(output, "--output")
+    if (output / "federated.json").exists():
+        raise UsageError(f"--output {output}: holds a federated run already; give another folder")
+    _ensure_data(cfg, args)
+    dataset = load_data(cfg, args.data_dir)
+    if not 2 <= args.clients <= dataset.num_nodes:
+        raise UsageError(f"--clients: {args.clients} regions of a {dataset.num_nodes}-sensor network; give 2 .. "
+                         f"{dataset.num_nodes}")
+    record = run_comparison(cfg, dataset, output, parts=args.clients, rounds=args.rounds,
+                            local_epochs=args.local_epochs, baselines=not args.no_baselines,
+                            command=shlex.join(["stgnn", *args.argv]), log=(lambda _: None) if args.quiet else print,
+                            verbose=args.debug)
+    print("\n" + comparison_table(record))
+    print(f"wrote {output / 'federated.json'} and {output / 'comparison.md'}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``stgnn``."""
@@ -552,6 +584,27 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--device", default=None)
     common(pl)
     pl.set_defaults(func=_cmd_plot)
+
+    fd = sub.add_parser("federated", help="federated training across regions of a network (Flower FedAvg on loopback)")
+    fd.add_argument("--model", choices=sorted(MODELS), help=f"model (default {DEFAULT_MODEL})")
+    fd.add_argument("--dataset", choices=list(DATASETS), help="benchmark dataset (default as for train)")
+    fd.add_argument("--config", help="TOML config (own data through its [custom] section)")
+    fd.add_argument("--clients", type=int, default=3,
+                    help="regions (one client each) the graph is cut into (default 3)")
+    fd.add_argument("--rounds", type=int, default=10, help="federated rounds (default 10)")
+    fd.add_argument("--local-epochs", type=int, default=1, help="training epochs per client and round (default 1)")
+    fd.add_argument("--no-baselines", action="store_true",
+                    help="skip the local-only and centralised runs (trained for rounds x local-epochs epochs)")
+    fd.add_argument("--batch-size", type=int)
+    fd.add_argument("--lr", type=float)
+    fd.add_argument("--seed", type=int)
+    fd.add_argument("--device", help="auto (default), cpu, cuda, ...")
+    fd.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs)")
+    fd.add_argument("--output", help="output directory (default: a new runs/federated-MODEL-DATASET-TIME)")
+    fd.set_defaults(epochs=None, series=None, locations=None, distances=None, edges=None, adjacency=None,
+                    zero_is_missing=False)
+    common(fd)
+    fd.set_defaults(func=_cmd_federated)
     return p
 
 

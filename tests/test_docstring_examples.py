@@ -12,6 +12,7 @@ MODULES = [
     "stgnn.models.dcrnn", "stgnn.models.gwnet", "stgnn.metrics", "stgnn.data.graph",
     "stgnn.data.integrity", "stgnn.training.schedules", "stgnn.training.runlock",
     "stgnn.models.tgcn", "stgnn.protocols.tgcn", "stgnn.data.impute",
+    "stgnn.data.partition", "stgnn.federated.keys",
 ]
 
 

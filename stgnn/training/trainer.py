@@ -175,8 +175,17 @@ class Experiment:
             pred = self.model.forecast(batch.to(self.device), self.edge_index, self.edge_weight)
         return self.data.target_scaler.inverse(pred.float()).cpu()
 
-    def evaluate(self, split: str, batch_size: int = 64, progress: bool = False) -> MaskedMetrics:
-        """Masked metrics over a whole split (sums and counts, divided once)."""
+    def evaluate(
+        self, split: str, batch_size: int = 64, progress: bool = False, *, nodes: Tensor | None = None
+    ) -> MaskedMetrics:
+        """Masked metrics over a whole split (sums and counts, divided once).
+
+        Args:
+            split: ``train``, ``val`` or ``test``.
+            batch_size: Windows per forward pass.
+            progress: Show a progress bar.
+            nodes: Score only these node indices (e.g. one region of the network); default all.
+        """
         metrics = MaskedMetrics(
             horizons=[h for h in (3, 6, 12) if h <= self.spec.horizon] or [self.spec.horizon],
             null_value=self.config.data.null_value,
@@ -191,7 +200,10 @@ class Experiment:
                 batch = batch.to(self.device)
                 with autocast:
                     pred = self.model.forecast(batch, self.edge_index, self.edge_weight)
-                metrics.update(self.data.target_scaler.inverse(pred.float()), batch.y, batch.mask)
+                pred, y, mask = self.data.target_scaler.inverse(pred.float()), batch.y, batch.mask
+                if nodes is not None:
+                    pred, y, mask = pred[:, :, nodes], y[:, :, nodes], mask[:, :, nodes]
+                metrics.update(pred, y, mask)
         return metrics
 
 
@@ -425,6 +437,23 @@ class Trainer:
             total = min(total, tc.max_batches)
         batches = self.exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen)
         return (b for _, b in zip(range(total), batches, strict=False)), total
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training windows (``max_batches`` at most), as :meth:`fit` runs it.
+
+        For callers that drive training themselves (a federated client between rounds): no
+        validation, checkpoint or log is written.  ``epoch`` seeds the shuffling and dropout.
+
+        Returns:
+            The mean training loss of the epoch.
+
+        Raises:
+            ValueError: The model is not trained by gradient (it has no optimizer).
+            NonFiniteLossError: A NaN or infinite loss or gradient (epoch and batch named).
+        """
+        if self.optimizer is None:
+            raise ValueError(f"{self.cfg.model} is not trained by gradient descent: nothing to train")
+        return self._train_epoch(epoch)
 
     def _train_epoch(self, epoch: int) -> float:
         exp, tc = self.exp, self.cfg.train
