@@ -125,6 +125,7 @@ class Experiment:
         *,
         dataset: TrafficDataset | None = None,
         scaler: StandardScaler | None = None,
+        input_mask: Tensor | None = None,
     ) -> Experiment:
         """Load data, window it, fit the scaler on train, and build the model.
 
@@ -133,6 +134,9 @@ class Experiment:
             root: Data root for registry datasets.
             dataset: Already loaded data (default: :func:`load_data`).
             scaler: A fitted scaler to reuse (default: fit on the training windows).
+            input_mask: ``[T, N]`` readings the model inputs may use (default: the dataset's mask);
+                hidden readings are missing inputs (imputed per ``data.impute``) but still scored
+                as targets; see :class:`~stgnn.data.windows.WindowData`.
         """
         ds = dataset if dataset is not None else load_data(cfg, root)
         dc = cfg.data
@@ -146,6 +150,7 @@ class Experiment:
             target_features=dc.target_features,
             scaler=scaler,
             impute=dc.impute,
+            input_mask=input_mask,
         )
         spec = ModelSpec(
             num_nodes=ds.num_nodes,

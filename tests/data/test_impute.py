@@ -121,3 +121,20 @@ def test_config_key_is_checked():
     assert RunConfig.from_dict({"data": {"impute": "neighbours"}}).data.impute == "neighbours"
     with pytest.raises(ConfigError, match=r"\[data\] impute"):
         RunConfig.from_dict({"data": {"impute": "spline"}}, source="run.toml")
+
+
+def test_experiment_passes_impute_and_input_mask_through(tmp_path):
+    import standins
+
+    from stgnn.training.trainer import Experiment
+
+    series, locations = standins.write_custom(tmp_path, t=300, n=3)
+    cfg = RunConfig.from_dict({"model": "last", "dataset": "custom", "data": {"impute": "linear"},
+                               "custom": {"series": str(series), "locations": str(locations)}})
+    base = Experiment.build(cfg)
+    hide = base.dataset.mask.clone()
+    hide[250:, 1] = False
+    exp = Experiment.build(cfg, dataset=base.dataset, scaler=base.data.scaler, input_mask=hide)
+    assert exp.data.imputer.method == "linear" and exp.data.input_mask is hide
+    batch = exp.data.batch(torch.tensor([245]))
+    assert not batch.x_mask[0, 5:, 1].any() and batch.mask[0, :, 1].all()
