@@ -28,11 +28,11 @@ import torch
 
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.partition import partition_graph, region_dataset
-from stgnn.federated.fedavg import FedAvgResult, RegionClient, run_fedavg
-from stgnn.federated.keys import node_dependent_keys, shared_state_keys
+from stgnn.federated.fedavg import FedAvgResult, RegionClient, run_fedavg, shared_state_keys
 from stgnn.training.checkpoint import atomic_write_text, save_checkpoint, write_json
 from stgnn.training.config import RunConfig
 from stgnn.training.trainer import Experiment, Trainer
+from stgnn.training.warm_start import per_node_tensors
 
 __all__ = ["Region", "make_regions", "run_comparison", "train_federated"]
 
@@ -166,7 +166,7 @@ def run_comparison(
         "regions": [{"name": r.name, "num_sensors": len(r.sensor_ids), "sensor_ids": list(r.sensor_ids)}
                     for r in regions],
         "shared_keys": clients[0].shared_keys,
-        "local_keys": sorted(node_dependent_keys(cfg.model, spec, cfg.model_params)),
+        "local_keys": sorted(per_node_tensors(cfg.model, spec, cfg.model_params)),
         "val_mae_by_round": fed.val_mae,
         "best_round": fed.best_round,
         "train_seconds": seconds,
@@ -174,11 +174,11 @@ def run_comparison(
         "config": cfg.to_dict(),
     }
     write_json(output / "federated.json", record)
-    atomic_write_text(output / "comparison.md", comparison_table(record))
+    atomic_write_text(output / "comparison.md", federated_table(record))
     return record
 
 
-def comparison_table(record: dict[str, Any]) -> str:
+def federated_table(record: dict[str, Any]) -> str:
     """The per-region Markdown table of a ``federated.json`` record (12-step average on the test windows)."""
     methods = [m for m in ("local", "federated", "centralised") if m in record["metrics"]]
     titles = {"local": "local-only", "federated": "federated", "centralised": "centralised"}

@@ -9,8 +9,9 @@ process, so the weights travel through Flower's own protocol, never beyond this 
 Per round, every client loads the global shared weights, trains ``local_epochs`` epochs on its own
 windows and sends back its shared weights with the number of its training examples (windows x
 sensors); FedAvg replaces the global weights by the mean of the clients' weights weighted by those
-numbers.  Only the entries :func:`~stgnn.federated.keys.shared_state_keys` names travel: per-node
-entries (node embeddings, per-node norms) never leave their client.  Every client then scores the
+numbers.  Only the entries :func:`shared_state_keys` names travel: per-node entries (node
+embeddings, per-node norms: :func:`~stgnn.training.warm_start.per_node_tensors`) never leave their
+client.  Every client then scores the
 new global weights, with its own per-node entries, on its validation windows; the round whose
 validation MAE (weighted like the training) is lowest gives each client its final model.
 
@@ -42,9 +43,25 @@ from flwr.server.strategy import FedAvg
 from flwr.server.strategy.aggregate import aggregate
 from torch import Tensor
 
+from stgnn.models import ModelSpec, build_model
 from stgnn.training.trainer import Experiment, Trainer
+from stgnn.training.warm_start import per_node_tensors
 
-__all__ = ["FedAvgResult", "FederatedError", "RegionClient", "run_fedavg", "weighted_average"]
+__all__ = ["FedAvgResult", "FederatedError", "RegionClient", "run_fedavg", "shared_state_keys", "weighted_average"]
+
+
+def shared_state_keys(model: str, spec: ModelSpec, params: dict[str, Any] | None = None) -> list[str]:
+    """The state entries of ``model`` that federated averaging shares, in state-dict order.
+
+    Those that are floating point and whose shape does not depend on the number of nodes; per-node
+    entries (:func:`~stgnn.training.warm_start.per_node_tensors`) and integer counters stay with
+    their client.  Batch-norm running statistics are shared (plain FedAvg).
+    """
+    params = params or {}
+    per_node = per_node_tensors(model, spec, params)
+    with torch.device("meta"):
+        state = build_model(model, spec, **params).state_dict()
+    return [k for k, v in state.items() if k not in per_node and v.is_floating_point()]
 
 
 class FederatedError(RuntimeError):
@@ -67,7 +84,7 @@ class RegionClient(NumPyClient):
         name: The region's name (in messages and results).
         exp: The region's experiment (data, scaler, model).
         shared_keys: State entries averaged across clients (the same list, in the same order,
-            on every client; see :func:`~stgnn.federated.keys.shared_state_keys`).
+            on every client; see :func:`shared_state_keys`).
         local_epochs: Training epochs per round.
         log: Where progress lines go (default: nowhere).
 

@@ -29,8 +29,10 @@ from stgnn.data.custom import load_custom
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.readers import load_dataset
 from stgnn.data.windows import StandardScaler, WindowData
-from stgnn.metrics import MaskedMetrics, masked_mae_loss
-from stgnn.models import Batch, Forecaster, ModelSpec, build_model
+from stgnn.distributions import ForecastDistribution, PointForecast
+from stgnn.metrics import MaskedMetrics, masked_forecast_loss
+from stgnn.models import MODELS, Batch, Forecaster, ModelSpec, build_model
+from stgnn.models.heads import DistributionalForecaster
 from stgnn.training.checkpoint import (
     atomic_write_text,
     environment,
@@ -42,6 +44,7 @@ from stgnn.training.config import RunConfig, to_toml
 from stgnn.training.fingerprint import align_sensors, data_files, data_fingerprint, fingerprint_changes
 from stgnn.training.runlock import RunLock
 from stgnn.training.schedules import TEACHER_FORCING, curriculum_level
+from stgnn.training.warm_start import WarmStart, warm_start
 
 __all__ = [
     "OPTIMIZERS",
@@ -125,6 +128,7 @@ class Experiment:
         *,
         dataset: TrafficDataset | None = None,
         scaler: StandardScaler | None = None,
+        covariate_scaler: StandardScaler | None = None,
         input_mask: Tensor | None = None,
     ) -> Experiment:
         """Load data, window it, fit the scaler on train, and build the model.
@@ -134,6 +138,8 @@ class Experiment:
             root: Data root for registry datasets.
             dataset: Already loaded data (default: :func:`load_data`).
             scaler: A fitted scaler to reuse (default: fit on the training windows).
+            covariate_scaler: A fitted scaler of the user covariates to reuse (default: fit on
+                the training period).
             input_mask: ``[T, N]`` readings the model inputs may use (default: the dataset's mask);
                 hidden readings are missing inputs (imputed per ``data.impute``) but still scored
                 as targets; see :class:`~stgnn.data.windows.WindowData`.
@@ -149,6 +155,7 @@ class Experiment:
             input_features=dc.input_features or None,
             target_features=dc.target_features,
             scaler=scaler,
+            covariate_scaler=covariate_scaler,
             impute=dc.impute,
             input_mask=input_mask,
         )
@@ -162,7 +169,11 @@ class Experiment:
         )
         device = select_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
-        model = build_model(cfg.model, spec, **cfg.model_params).to(device)
+        if cfg.head.kind == "point":
+            model = build_model(cfg.model, spec, **cfg.model_params).to(device)
+        else:
+            model = DistributionalForecaster(MODELS[cfg.model], spec, cfg.head.kind, cfg.head.quantiles,
+                                             **cfg.model_params).to(device)
         return cls(
             cfg, ds, data, spec, model, device,
             ds.graph.edge_index.to(device), ds.graph.edge_weight.to(device),
@@ -173,12 +184,35 @@ class Experiment:
         """The data fingerprint a checkpoint records (see :mod:`stgnn.training.fingerprint`)."""
         return data_fingerprint(self.dataset, self.data, self.files)
 
-    def predict(self, batch: Batch) -> Tensor:
-        """Forecasts in raw units ``[B, H, N, F_out]`` (on the CPU) for ``batch``."""
+    def to_raw(self, output: Tensor) -> ForecastDistribution:
+        """The model's output for a batch (scaled) as a forecast in raw units.
+
+        A point model's output becomes a :class:`~stgnn.distributions.PointForecast`; a model
+        with a probabilistic head gives its distribution, mapped through the target scaler
+        (locations and quantiles ``* std + mean``, a Gaussian scale only ``* std``).
+        """
+        scaler = self.data.target_scaler
+        if isinstance(self.model, DistributionalForecaster):
+            return self.model.distribution(output.float()).affine(scaler.std, scaler.mean)
+        return PointForecast(scaler.inverse(output.float()))
+
+    def predict_distribution(self, batch: Batch) -> ForecastDistribution:
+        """The forecast distribution for ``batch`` in raw units (tensors on the CPU).
+
+        ``.mean`` is ``[B, H, N, F_out]`` (the median for a quantile head), ``.quantile(q)`` and
+        ``.interval(level) -> (low, high)`` give quantiles and central intervals; a point model
+        gives a :class:`~stgnn.distributions.PointForecast` (``kind == "point"``), whose
+        quantiles and intervals raise a ``ValueError``.
+        """
         self.model.eval()
         with torch.no_grad():
-            pred = self.model.forecast(batch.to(self.device), self.edge_index, self.edge_weight)
-        return self.data.target_scaler.inverse(pred.float()).cpu()
+            out = self.model.forecast(batch.to(self.device), self.edge_index, self.edge_weight)
+        return self.to_raw(out.cpu())
+
+    def predict(self, batch: Batch) -> Tensor:
+        """Point forecasts in raw units ``[B, H, N, F_out]`` (on the CPU) for ``batch``: the mean
+        of a Gaussian head, the median of a quantile head."""
+        return self.predict_distribution(batch).point
 
     def evaluate(
         self, split: str, batch_size: int = 64, progress: bool = False, *, nodes: Tensor | None = None
@@ -199,16 +233,18 @@ class Experiment:
         autocast = _autocast(self.device, self.config.train.amp)
         batches = self.data.batches(split, batch_size)
         total = -(-self.data.num_windows(split) // batch_size)
+        keep = None  # the nodes scored: the others are masked like missing readings
+        if nodes is not None:
+            keep = torch.zeros(self.spec.num_nodes, dtype=torch.bool, device=self.device)
+            keep[nodes.to(self.device)] = True
         with torch.no_grad():
             for batch in tqdm(batches, total=total, desc=f"eval {split}", leave=False,
                               disable=not progress, file=sys.stderr):
                 batch = batch.to(self.device)
                 with autocast:
                     pred = self.model.forecast(batch, self.edge_index, self.edge_weight)
-                pred, y, mask = self.data.target_scaler.inverse(pred.float()), batch.y, batch.mask
-                if nodes is not None:
-                    pred, y, mask = pred[:, :, nodes], y[:, :, nodes], mask[:, :, nodes]
-                metrics.update(pred, y, mask)
+                mask = batch.mask if keep is None else batch.mask & keep
+                metrics.update(self.to_raw(pred), batch.y, mask)
         return metrics
 
 
@@ -266,6 +302,10 @@ class Trainer:
             raise ValueError(f"train.teacher_forcing {tc.teacher_forcing!r}; known: {', '.join(TEACHER_FORCING)}")
         if tc.optimizer not in OPTIMIZERS:
             raise ValueError(f"train.optimizer {tc.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        self.warm_start: WarmStart | None = None
+        if tc.init_from:  # before the optimiser is built: frozen parameters are left out of it
+            self.warm_start = warm_start(exp.model, self.cfg, exp.spec, exp.dataset.node_ids, tc.init_from, tc.freeze)
+            self.log(self.warm_start.summary())
         self.params = [p for p in exp.model.parameters() if p.requires_grad]
         self.optimizer = (
             OPTIMIZERS[tc.optimizer](self.params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
@@ -308,6 +348,8 @@ class Trainer:
             "spec": vars(self.exp.spec).copy(),
             "data": self.fingerprint,
             "scaler": self.exp.data.scaler.state_dict(),
+            "covariate_scaler": (None if self.exp.data.covariate_scaler is None
+                                 else self.exp.data.covariate_scaler.state_dict()),
             "model": self.exp.model.state_dict(),
             "best_model": self.best_state,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
@@ -474,10 +516,9 @@ class Trainer:
             tf = schedule(self.global_step, tc.teacher_forcing_tau)
             with autocast:
                 pred = exp.model.forecast(batch, exp.edge_index, exp.edge_weight, teacher_forcing=tf)
-            pred = exp.data.target_scaler.inverse(pred.float())
             level = curriculum_level(self.global_step, tc.curriculum_steps, exp.spec.horizon)
             y, mask = batch.y[:, :level], batch.mask[:, :level]
-            loss = masked_mae_loss(pred[:, :level], y, mask, self.cfg.data.null_value)
+            loss = masked_forecast_loss(exp.to_raw(pred[:, :level]), y, mask, self.cfg.data.null_value)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.clip_grad_norm > 0:
@@ -613,6 +654,8 @@ class Trainer:
             env["previous_sessions"] = [*before.pop("previous_sessions", []), before]
         atomic_write_text(self.output / "config.toml", to_toml(self.cfg))
         write_json(env_path, env)
+        if self.warm_start is not None:
+            write_json(self.output / "init_from.json", self.warm_start.to_dict())
 
     def _write_log(self) -> None:
         buf = io.StringIO()
@@ -703,7 +746,10 @@ def experiment_from_checkpoint(
             raise ValueError(f"{dataset.source}: readings every {dataset.interval_minutes} min, but {path} "
                              f"was trained on readings every {stored['interval_minutes']} min")
         dataset = align_sensors(dataset, stored["sensor_ids"], str(path))
-    exp = Experiment.build(cfg, root, dataset=dataset, scaler=StandardScaler.from_state_dict(state["scaler"]))
+    covariate_scaler = state.get("covariate_scaler")
+    exp = Experiment.build(cfg, root, dataset=dataset, scaler=StandardScaler.from_state_dict(state["scaler"]),
+                           covariate_scaler=None if covariate_scaler is None
+                           else StandardScaler.from_state_dict(covariate_scaler))
     if stored is not None:
         changes = fingerprint_changes(stored, exp.fingerprint())
         if changes:

@@ -13,9 +13,8 @@ import torch
 pytest.importorskip("flwr")
 
 from stgnn.cli import main  # noqa: E402
-from stgnn.federated import node_dependent_keys, shared_state_keys  # noqa: E402
 from stgnn.federated.compare import make_regions  # noqa: E402
-from stgnn.federated.fedavg import FederatedError, RegionClient, run_fedavg  # noqa: E402
+from stgnn.federated.fedavg import FederatedError, RegionClient, run_fedavg, shared_state_keys  # noqa: E402
 from stgnn.models import ModelSpec  # noqa: E402
 from stgnn.training.config import RunConfig  # noqa: E402
 from stgnn.training.trainer import Experiment, load_data  # noqa: E402
@@ -79,11 +78,13 @@ def test_global_weights_are_the_example_weighted_mean_and_per_node_weights_stay_
     assert result.address.startswith("127.0.0.1:")
 
 
-def test_per_node_entries_are_found_by_shape():
+def test_shared_entries_leave_out_per_node_and_integer_state():
     spec = ModelSpec(num_nodes=5, in_channels=2, out_channels=1)
-    assert {k for k in node_dependent_keys("stgcn", spec) if k.endswith(".norm.weight")}
-    assert node_dependent_keys("stgcn", spec, {"per_node_norm": False}) == set()
-    assert node_dependent_keys("dcrnn", spec) == set()
+    gwnet = shared_state_keys("gwnet", spec)
+    assert not set(EMBEDDINGS) & set(gwnet) and not [k for k in gwnet if k.endswith("num_batches_tracked")]
+    assert any(k.endswith("running_mean") for k in gwnet)
+    assert not [k for k in shared_state_keys("stgcn", spec) if ".norm." in k]
+    assert [k for k in shared_state_keys("stgcn", spec, {"per_node_norm": False}) if ".norm." in k]
 
 
 class FailingClient(RegionClient):
