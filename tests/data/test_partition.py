@@ -62,3 +62,20 @@ def test_region_dataset_keeps_its_sensors_readings_and_inner_edges():
     np.testing.assert_allclose(part.graph.to_dense(), dense[np.ix_([4, 1], [4, 1])])
     with pytest.raises(ValueError, match="not in the graph"):
         region_dataset(ds, ["nope"])
+
+
+def test_scoring_a_region_of_the_whole_network_equals_scoring_the_region_alone(tmp_path):
+    import standins
+
+    from stgnn.training.config import RunConfig
+    from stgnn.training.trainer import Experiment
+
+    series, locations = standins.write_custom(tmp_path, t=300, n=5)
+    cfg = RunConfig.from_dict({"model": "last", "dataset": "custom",
+                               "custom": {"series": str(series), "locations": str(locations)}})
+    whole = Experiment.build(cfg)
+    ids = [whole.dataset.node_ids[i] for i in (3, 0)]
+    alone = Experiment.build(cfg, dataset=region_dataset(whole.dataset, ids), scaler=whole.data.scaler)
+    part = whole.evaluate("test", nodes=torch.tensor([3, 0])).compute()
+    assert part == alone.evaluate("test").compute()
+    assert part != whole.evaluate("test").compute()
