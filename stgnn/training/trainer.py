@@ -145,6 +145,7 @@ class Experiment:
         dataset: TrafficDataset | None = None,
         scaler: StandardScaler | None = None,
         covariate_scaler: StandardScaler | None = None,
+        input_mask: Tensor | None = None,
     ) -> Experiment:
         """Load data, window it, fit the scaler on train, and build the model.
 
@@ -155,6 +156,9 @@ class Experiment:
             scaler: A fitted scaler to reuse (default: fit on the training windows).
             covariate_scaler: A fitted scaler of the user covariates to reuse (default: fit on
                 the training period).
+            input_mask: ``[T, N]`` readings the model inputs may use (default: the dataset's mask);
+                hidden readings are missing inputs (imputed per ``data.impute``) but still scored
+                as targets; see :class:`~stgnn.data.windows.WindowData`.
         """
         ds = dataset if dataset is not None else load_data(cfg, root)
         dc = cfg.data
@@ -168,6 +172,8 @@ class Experiment:
             target_features=dc.target_features,
             scaler=scaler,
             covariate_scaler=covariate_scaler,
+            impute=dc.impute,
+            input_mask=input_mask,
         )
         spec = ModelSpec(
             num_nodes=ds.num_nodes,
@@ -232,7 +238,13 @@ class Experiment:
         return self.predict_distribution(batch).point
 
     def evaluate(
-        self, split: str, batch_size: int = 64, progress: bool = False, *, dist: Distributed | None = None
+        self,
+        split: str,
+        batch_size: int = 64,
+        progress: bool = False,
+        *,
+        dist: Distributed | None = None,
+        nodes: Tensor | None = None,
     ) -> MaskedMetrics:
         """Masked metrics over a whole split (sums and counts, divided once).
 
@@ -243,6 +255,7 @@ class Experiment:
             dist: In a data-parallel run, every process evaluates its share of each batch and
                 the sums and counts are all-reduced before dividing (every process returns the
                 metrics of the whole split).
+            nodes: Score only these node indices (e.g. one region of the network); default all.
         """
         metrics = MaskedMetrics(
             horizons=[h for h in (3, 6, 12) if h <= self.spec.horizon] or [self.spec.horizon],
@@ -253,13 +266,18 @@ class Experiment:
         part = None if dist is None else (dist.rank, dist.world_size)
         batches = self.data.batches(split, batch_size, part=part)
         total = -(-self.data.num_windows(split) // batch_size)
+        keep = None  # the nodes scored: the others are masked like missing readings
+        if nodes is not None:
+            keep = torch.zeros(self.spec.num_nodes, dtype=torch.bool, device=self.device)
+            keep[nodes.to(self.device)] = True
         with torch.no_grad():
             for batch in tqdm(batches, total=total, desc=f"eval {split}", leave=False,
                               disable=not progress, file=sys.stderr):
                 batch = self.to_device(batch)
                 with context:
                     pred = self.model.forecast(batch, self.edge_index, self.edge_weight)
-                metrics.update(self.to_raw(pred), batch.y, batch.mask)
+                mask = batch.mask if keep is None else batch.mask & keep
+                metrics.update(self.to_raw(pred), batch.y, mask)
         if dist is not None:
             metrics.load_totals(dist.all_reduce_sum(metrics.totals(self.spec.horizon)))
         return metrics
@@ -559,6 +577,23 @@ class Trainer:
         global_count = totals[1].clamp(min=1)
         loss = err_sum / (global_count / self.dist.world_size).to(err_sum.dtype)
         return loss, totals[0] / global_count
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training windows (``max_batches`` at most), as :meth:`fit` runs it.
+
+        For callers that drive training themselves (a federated client between rounds): no
+        validation, checkpoint or log is written.  ``epoch`` seeds the shuffling and dropout.
+
+        Returns:
+            The mean training loss of the epoch.
+
+        Raises:
+            ValueError: The model is not trained by gradient (it has no optimizer).
+            NonFiniteLossError: A NaN or infinite loss or gradient (epoch and batch named).
+        """
+        if self.optimizer is None:
+            raise ValueError(f"{self.cfg.model} is not trained by gradient descent: nothing to train")
+        return self._train_epoch(epoch)
 
     def _train_epoch(self, epoch: int) -> float:
         exp, tc = self.exp, self.cfg.train
