@@ -10,7 +10,7 @@ Commands::
     stgnn score    --dataset NAME --protocol tgcn|dcrnn --predictions FILE [--pre-len P]
     stgnn evaluate --checkpoint FILE
     stgnn predict  --checkpoint FILE --at TIMESTAMP [--at ...] --output FILE.csv|.parquet
-    stgnn plot     --checkpoint FILE [--sensors 0,5] [--horizon 3] --output DIR
+    stgnn plot     --checkpoint FILE [--sensors 0,5 | --sensors ID,...] [--horizon 3] --output DIR
 
 A user error (a bad argument, config value, file or device) ends the command with one line
 per problem, ``stgnn: error: <argument or file>: <problem>``, on stderr and exit status 2;
@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stgnn import __version__
 from stgnn.allocator import tune_malloc
 from stgnn.configs import available_configs, paper_config_name, paper_config_raw
 from stgnn.data.download import download_dataset, ensure_dataset, verify_dataset
@@ -147,6 +148,8 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
     cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS) if getattr(args, k)}
     if args.zero_is_missing:
         cli_custom["zero_is_missing"] = True
+    if args.sigma is not None:
+        cli_custom["sigma"] = args.sigma
     file_raw: dict[str, Any] = read_config_file(args.config) if args.config else {}
     source = args.config or "command line"
     file_custom = file_raw.get("custom") if isinstance(file_raw.get("custom"), dict) else {}
@@ -414,6 +417,44 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sensor_nodes(spec: str, node_ids: Sequence[str]) -> list[int]:
+    """Node indices of ``--sensors``: comma-separated sensor ids or node indices.
+
+    ``id:X`` is always the sensor id ``X`` and ``#K`` always node index ``K``; a bare token is the
+    sensor id if there is one, else a node index.  A bare token that is both a sensor id and the
+    index of another node is refused as ambiguous.
+    """
+    where = {sid: i for i, sid in enumerate(node_ids)}
+    n = len(node_ids)
+    nodes = []
+    for token in (t.strip() for t in spec.split(",")):
+        if token.startswith("id:"):
+            if token[3:] not in where:
+                raise UsageError(f"--sensors {spec}: no sensor with id {token[3:]!r}")
+            nodes.append(where[token[3:]])
+            continue
+        explicit = token.startswith("#")
+        digits = token[1:] if explicit else token
+        index = int(digits) if digits.isdigit() else None
+        if index is not None and not 0 <= index < n:
+            index = None
+        if explicit or token not in where:
+            if index is None:
+                raise UsageError(
+                    f"--sensors {spec}: {token!r} is neither a sensor id nor a node index in 0..{n - 1} "
+                    "(e.g. --sensors 0,5 or --sensors id:773869)"
+                )
+            nodes.append(index)
+        elif index is not None and index != where[token]:
+            raise UsageError(
+                f"--sensors {spec}: {token!r} is the id of node {where[token]} and also a node index; "
+                f"write id:{token} or #{token}"
+            )
+        else:
+            nodes.append(where[token])
+    return nodes
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     try:
         import matplotlib
@@ -422,15 +463,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise UsageError("plot: needs matplotlib: pip install 'stgnn[plot]'") from exc
-    try:
-        sensors = [int(s) for s in args.sensors.split(",")]
-    except ValueError as exc:
-        raise UsageError(f"--sensors {args.sensors}: comma-separated node indices, e.g. 0,5") from exc
     _check_writable(Path(args.output), "--output")
     exp = _from_checkpoint(args)
-    bad = [s for s in sensors if not 0 <= s < exp.dataset.num_nodes]
-    if bad:
-        raise UsageError(f"--sensors {args.sensors}: node indices must be in 0..{exp.dataset.num_nodes - 1}")
+    sensors = _sensor_nodes(args.sensors, exp.dataset.node_ids)
     if not 1 <= args.horizon <= exp.spec.horizon:
         raise UsageError(f"--horizon {args.horizon}: must be in 1..{exp.spec.horizon}")
     starts = exp.data.splits[args.split]
@@ -490,6 +525,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``stgnn``."""
     p = argparse.ArgumentParser(prog="stgnn", description="Spatio-temporal GNNs for traffic forecasting.")
+    p.add_argument("--version", action="version", version=f"stgnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser, *, downloads: bool = True) -> None:
@@ -518,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs)")
+    t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs; 0 = no cap)")
     t.add_argument("--head", choices=["point", "gaussian", "quantile"],
                    help="forecast a point (default), a Gaussian (mean and scale) or quantiles ([head] kind)")
     t.add_argument("--quantiles", type=float, nargs="+", metavar="Q",
@@ -531,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--distances", help="CSV: from, to, cost (road distances; Gaussian kernel)")
     g.add_argument("--edges", help="CSV: from, to[, weight] sensor-id pairs")
     g.add_argument("--adjacency", help="headerless dense N x N CSV in the series' column order")
+    g.add_argument("--sigma", type=float,
+                   help="Gaussian kernel width for --distances (cost units) or --locations (km); "
+                        "default: the std of the distances")
     g.add_argument("--zero-is-missing", action="store_true", help="treat zeros in --series as missing")
     common(t)
     t.set_defaults(func=_cmd_train)
@@ -540,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dataset", nargs="?", choices=list(DATASETS))
     r.add_argument("--all", action="store_true", help="every config whose dataset is present")
     r.add_argument("--epochs", type=int, help="override the paper's epochs (recorded in the results)")
-    r.add_argument("--max-batches", type=int, help="cap training batches per epoch (recorded in the results)")
+    r.add_argument("--max-batches", type=int, help="cap training batches per epoch (recorded; 0 = no cap)")
     r.add_argument("--device", default=None)
     r.add_argument("--runs-dir", default="runs/reproduce", help="where run directories go (default runs/reproduce)")
     r.add_argument("--results-dir", default=str(RESULTS_DIR),
@@ -583,7 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="forecast vs truth and error by horizon, as PNG")
     pl.add_argument("--checkpoint", required=True)
-    pl.add_argument("--sensors", default="0", help="comma-separated node indices (default 0)")
+    pl.add_argument("--sensors", default="0",
+                    help="comma-separated sensor ids or node indices (default 0); id:X or #K to be explicit")
     pl.add_argument("--horizon", type=int, default=3)
     pl.add_argument("--split", default="test", choices=["train", "val", "test"])
     pl.add_argument("--output", required=True, help="output directory")

@@ -294,6 +294,15 @@ class CustomConfig(_Section):
     edges: str | None = Field(None, description="CSV from, to[, weight]: sensor-id pairs.")
     adjacency: str | None = Field(None, description="Headerless dense N x N CSV in the series' column order.")
     k_neighbors: PositiveInt = Field(8, description="Neighbours per sensor for locations.")
+    sigma: float | None = Field(
+        None,
+        gt=0.0,
+        allow_inf_nan=False,
+        description=(
+            "Width of the Gaussian kernel: in the distances' cost units for distances, in km for locations "
+            "(default: the standard deviation of the distances kept)."
+        ),
+    )
     zero_is_missing: bool = Field(False, description="Treat exact zeros in the readings as missing.")
     missing_values: list[float] = Field(
         default_factory=list,
