@@ -48,7 +48,8 @@ def table(models: list[str], epochs: int, runs: Path, walls: dict[str, float]) -
         "mean (Gaussian) or the median (quantile).",
         "",
         "Produced by `" + shlex.join(["python", "experiments/probabilistic.py", "--models", *models,
-                                      "--epochs", str(epochs)]) + "`, which runs the commands listed.",
+                                      "--epochs", str(epochs), "--runs-dir", str(runs)])
+        + "` (with `STGNN_DATA` pointing at the Los-loop files), which runs the commands listed.",
         "",
     ]
     for model in models:

@@ -11,7 +11,7 @@ MODULES = [
     "stgnn.models.baselines", "stgnn.models.stgcn",
     "stgnn.models.dcrnn", "stgnn.models.gwnet", "stgnn.metrics", "stgnn.data.graph",
     "stgnn.data.integrity", "stgnn.training.schedules", "stgnn.training.runlock",
-    "stgnn.models.tgcn", "stgnn.protocols.tgcn",
+    "stgnn.models.tgcn", "stgnn.protocols.tgcn", "stgnn.distributions", "stgnn.models.heads",
 ]
 
 
