@@ -75,7 +75,8 @@ def average_attention(
 
     ``record_attention`` is switched on for the passes and restored afterwards.  Floating-point
     maps are averaged; other tensors (e.g. an integer node-to-patch assignment) must be the same
-    in every pass and are returned as they are.
+    in every pass and are returned as they are.  A model configured without attention (e.g. a
+    ``fusion`` model with a recurrent encoder) stores no maps: the result is then empty.
 
     Args:
         model: A model with ``record_attention`` (see the module docstring); put in eval mode.
@@ -87,8 +88,8 @@ def average_attention(
         ``(maps on the CPU, number of windows)``.
 
     Raises:
-        ValueError: The model does not record attention, a forward stored no maps, maps change
-            shape between passes, a non-float map changes, or ``batches`` is empty.
+        ValueError: The model does not record attention, the passes store different maps (names
+            or shapes), a non-float map changes, or ``batches`` is empty.
     """
     if not records_attention(model):
         raise ValueError(f"{type(model).__name__} records no attention maps (it has no record_attention)")
@@ -96,6 +97,7 @@ def average_attention(
     before = bool(recorder.record_attention)
     sums: dict[str, Tensor] = {}
     fixed: dict[str, Tensor] = {}
+    names: set[str] | None = None
     windows = 0
     model.eval()
     recorder.record_attention = True
@@ -105,9 +107,10 @@ def average_attention(
                 recorder.attention_maps = {}
                 model.forecast(batch, edge_index, edge_weight)
                 maps: dict[str, Tensor] = recorder.attention_maps
-                if not maps:
-                    raise ValueError(f"{type(model).__name__}: a forward with record_attention = True stored no "
-                                     "attention_maps")
+                if names is not None and set(maps) != names:
+                    raise ValueError(f"{type(model).__name__}: forwards stored different attention maps: "
+                                     f"{sorted(names)} and {sorted(maps)}")
+                names = set(maps)
                 size = int(batch.x.shape[0])
                 for key, value in maps.items():
                     value = value.detach().cpu()

@@ -11,7 +11,8 @@ Written into the output folder:
   edges between distinct sensors), ``adaptive_adjacency.png`` (heat map) and, when the sensors
   have coordinates, ``adaptive_edges_map.png`` (those edges drawn on the sensor map).
 * Models that record attention: ``attention_<name>.csv`` / ``.png`` for every map, averaged over
-  the windows of a period.
+  the windows of a period (``attention_clusters.csv`` maps sensors to the groups that attend to
+  each other, for a model that records ``patch_clusters``).
 * ``summary.json`` -- the forecast, the truth, the baseline forecast, the attribution's
   completeness gap, the top sensors and the files written.
 """
@@ -201,19 +202,29 @@ def _write_adjacency(exp: Experiment, out: Path, plt: Any, adj: Tensor, top_k: i
 
 
 def _axis_labels(exp: Experiment, size: int) -> list[str] | None:
-    if size == exp.dataset.num_nodes:
+    """Sensor ids for an axis of ``N`` entries, input steps for one of ``T_in``, else plain indices.
+
+    A model that attends between groups of sensors (``patch_clusters``, stpatch) keeps indices.
+    """
+    if size == exp.dataset.num_nodes and getattr(exp.model, "patch_clusters", None) is None:
         return exp.dataset.node_ids
     if size == exp.spec.input_len:
         return [str(i - size + 1) for i in range(size)]
     return None
 
 
-def _write_attention(exp: Experiment, out: Path, plt: Any, split: str, max_windows: int) -> tuple[list[str], int]:
+def _write_attention(exp: Experiment, out: Path, plt: Any, split: str,
+                     max_windows: int) -> tuple[list[str], int, list[str]]:
     starts = exp.data.splits[split][:max_windows]
     batch_size = exp.config.train.eval_batch_size
     batches = (exp.data.batch(starts[i : i + batch_size]).to(exp.device) for i in range(0, starts.numel(), batch_size))
     maps, windows = average_attention(exp.model, batches, exp.edge_index, exp.edge_weight)
     written = []
+    clusters = getattr(exp.model, "patch_clusters", None)
+    if isinstance(clusters, Tensor) and clusters.numel() == exp.dataset.num_nodes:
+        _write_csv(out / "attention_clusters.csv", ["sensor", "cluster"],
+                   list(zip(exp.dataset.node_ids, clusters.cpu().tolist(), strict=True)))
+        written.append("attention_clusters.csv")
     for key, value in maps.items():
         matrix = value.numpy()
         name = f"attention_{key}"
@@ -228,7 +239,7 @@ def _write_attention(exp: Experiment, out: Path, plt: Any, split: str, max_windo
                  f"{exp.config.model}: attention {key}, mean over {windows} {split} windows", "key", "query",
                  cols, rows)
         written += [f"{name}.csv", f"{name}.png"]
-    return written, windows
+    return written, windows, list(maps)
 
 
 def explain_forecast(
@@ -301,9 +312,9 @@ def explain_forecast(
     if records_attention(exp.model):
         if exp.data.num_windows(split) == 0:
             raise ValueError(f"split {split!r} has no windows to average the attention maps over")
-        files, windows = _write_attention(exp, out, plt, split, max_windows)
+        files, windows, names = _write_attention(exp, out, plt, split, max_windows)
         written += files
-        summary["attention"] = {"split": split, "windows": windows}
+        summary["attention"] = {"split": split, "windows": windows, "maps": names}
     summary["files"] = [*written, "summary.json"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -76,7 +76,7 @@ def test_explain_averages_the_attention_of_an_attention_model(tmp_path, monkeypa
     assert main(["explain", "--checkpoint", str(run / "checkpoint.pt"), "--sensor", "S1", "--time",
                  "2024-01-01T12:00", "--horizon", "3", "--windows", "10", "--output", str(out), "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["attention"] == {"split": "test", "windows": 10}
+    assert summary["attention"] == {"split": "test", "windows": 10, "maps": ["temporal", "spatial", "groups"]}
     temporal = pd.read_csv(out / "attention_temporal.csv", index_col=0)
     assert temporal.shape == (12, 12) and list(temporal.columns)[-1] == "0"
     assert temporal.sum(axis=1).round(5).eq(1.0).all()

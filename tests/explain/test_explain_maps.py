@@ -41,12 +41,22 @@ def test_attention_errors():
     with pytest.raises(ValueError, match="no windows"):
         average_attention(model, [], none)
 
-    class Silent(TinyAttention):
+    class Silent(TinyAttention):  # a configuration without attention: no maps
         def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
             return torch.zeros(x.shape[0], 2, x.shape[2], 1)
 
-    with pytest.raises(ValueError, match="Silent: a forward with record_attention = True stored no attention_maps"):
-        average_attention(Silent(spec), [_batch(torch.randn(2, 5, 3, 2))], none)
+    assert average_attention(Silent(spec), [_batch(torch.randn(2, 5, 3, 2))], none) == ({}, 2)
+
+    class Fickle(TinyAttention):  # stores a map in the first pass only
+        def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+            out = super().forward(x, edge_index, edge_weight)
+            if x.shape[0] == 1:
+                self.attention_maps = {}
+            return out
+
+    batches = [_batch(torch.randn(2, 5, 3, 2)), _batch(torch.randn(1, 5, 3, 2))]
+    with pytest.raises(ValueError, match=r"Fickle: forwards stored different attention maps: \['groups', "):
+        average_attention(Fickle(spec), batches, none)
     assert model.record_attention is False
 
 
