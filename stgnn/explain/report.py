@@ -31,7 +31,7 @@ from torch import Tensor
 
 from stgnn.data.preview import preview
 from stgnn.explain.attribution import Attribution, integrated_gradients
-from stgnn.explain.maps import adaptive_adjacency, average_attention, records_attention, top_edges
+from stgnn.explain.maps import adaptive_adjacency, attention_recorder, average_attention, top_edges
 from stgnn.training.trainer import Experiment
 
 __all__ = ["explain_forecast", "forecast_window"]
@@ -309,7 +309,7 @@ def explain_forecast(
         written += _write_adjacency(exp, out, plt, adj, top_k, node)
         summary["top_learned_edges"] = [{"source": s, "target": t, "weight": w}
                                         for s, t, w in top_edges(adj, exp.dataset.node_ids, top_k)]
-    if records_attention(exp.model):
+    if attention_recorder(exp.model) is not None:
         if exp.data.num_windows(split) == 0:
             raise ValueError(f"split {split!r} has no windows to average the attention maps over")
         files, windows, names = _write_attention(exp, out, plt, split, max_windows)
