@@ -115,3 +115,17 @@ def test_bad_own_data_arguments(tmp_path, capsys):
     assert "stgnn: error: --series: series needs exactly one of locations" in capsys.readouterr().err
     assert main(["train", "--locations", str(locations)]) == 2
     assert "--locations: locations given without series" in capsys.readouterr().err
+
+
+def test_version_and_max_batches_help(capsys):
+    import pytest
+
+    import stgnn
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"stgnn {stgnn.__version__}"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "0 = no cap" in " ".join(capsys.readouterr().out.split())

@@ -6,6 +6,7 @@ the real benchmark files; training commands get only speed caps appended (``--ma
 CI runs (``.ci/run``), not repeated here.
 """
 
+import json
 import os
 import re
 import shlex
@@ -67,6 +68,15 @@ def test_own_data_example_runs(tmp_path, shared_data):
     assert (tmp_path / "runs" / "own" / "metrics.json").is_file()
 
 
+def test_probabilistic_example_runs(tmp_path, shared_data):
+    _run(_block("--head gaussian"), tmp_path, shared_data)
+    horizons = json.loads((tmp_path / "runs" / "stgcn-quant" / "metrics.json").read_text())["horizons"]
+    assert {"crps", "coverage_80", "width_95"} <= set(horizons["average"])
+    header = (tmp_path / "interval-forecast.csv").read_text().splitlines()[0]
+    assert header.endswith("lower_80,upper_80,lower_95,upper_95")
+    assert (tmp_path / "interval-plots" / "forecast.png").is_file()
+
+
 @pytest.mark.slow
 def test_covariates_and_explain_example_runs(tmp_path, shared_data):
     make_example = [args for args in _block("make_example.py") if args[0] == "python"]
@@ -93,6 +103,6 @@ def test_load_dataset_example_runs(shared_data, monkeypatch):
 
 def test_every_block_is_covered():
     markers = ("make run", "stgnn datasets list", "make_example.py", "stgnn reproduce", "make test     #",
-               "stgnn explain")
+               "--head gaussian", "stgnn explain")
     assert all(any(m in b for m in markers) for b in _blocks("bash"))
     assert len(_blocks("python")) == 2

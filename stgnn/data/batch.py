@@ -37,6 +37,18 @@ class Batch:
     slot: Tensor
     x_mask: Tensor | None = None
 
+    def pin_memory(self) -> Batch:
+        """A copy in page-locked host memory, from which ``to(cuda)`` copies without blocking."""
+        return Batch(
+            self.x.pin_memory(),
+            self.y.pin_memory(),
+            self.y_scaled.pin_memory(),
+            self.mask.pin_memory(),
+            self.start.pin_memory(),
+            self.slot.pin_memory(),
+            None if self.x_mask is None else self.x_mask.pin_memory(),
+        )
+
     def to(self, device: torch.device | str) -> Batch:
         """Move every tensor to ``device``."""
         return Batch(

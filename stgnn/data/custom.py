@@ -244,6 +244,7 @@ def load_custom(
     adjacency: PathLike | None = None,
     name: str | None = None,
     k_neighbors: int = 8,
+    sigma: float | None = None,
     zero_is_missing: bool = False,
     missing_values: Sequence[float] = (),
     resample: bool = False,
@@ -264,6 +265,8 @@ def load_custom(
         adjacency: headerless dense ``N x N`` CSV in the series' column order.
         name: Dataset name (default: the series file stem).
         k_neighbors: Neighbours per sensor for ``locations`` (at most ``N - 1``).
+        sigma: Gaussian kernel width for ``distances`` (cost units) or ``locations`` (km);
+            default: the standard deviation of the distances kept.
         zero_is_missing: Treat exact zeros as missing readings (NaN always is).
         missing_values: Sentinel readings (e.g. ``-9999``) that mean "no reading".
         resample: Put off-grid timestamps onto the grid (see :func:`read_series_table`).
@@ -294,9 +297,9 @@ def load_custom(
         if missing:
             raise ValueError(f"{path}: no coordinates for {len(missing)} sensors of {series}, {preview(missing)}")
         graph = SensorGraph.from_coordinates(table.loc[ids], ids, k=min(k_neighbors, len(ids) - 1),
-                                             source=str(path))
+                                             sigma=sigma, source=str(path))
     elif kind == "distances":
-        graph = SensorGraph.from_distances(path, ids, kernel="dcrnn")
+        graph = SensorGraph.from_distances(path, ids, kernel="dcrnn", sigma=sigma)
     elif kind == "edges":
         weighted = len(read_table(path).columns) >= 3  # from,to[,weight]
         graph = SensorGraph.from_edge_list(path, ids, weight="cost" if weighted else "binary")

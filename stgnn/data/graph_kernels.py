@@ -72,7 +72,7 @@ def _gaussian_kernel(
     if sigma is None or not math.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"{label}: the kernel width sigma must be positive and finite, got "
                          f"{sigma} (with kernel='dcrnn' it is the std of the distances; pass "
-                         "sigma= when they are all equal)")
+                         "sigma (config [custom] sigma, --sigma) when they are all equal)")
     if not 0 <= threshold <= 1:
         raise ValueError(f"{label}: threshold must lie in [0, 1], got {threshold}")
     weights = np.exp(-np.square(dist / sigma))
@@ -135,7 +135,7 @@ def coordinate_edges(
     width = float(kept.std()) if sigma is None and kept.size else sigma
     if width is None or not math.isfinite(width) or width <= 0:
         raise ValueError(f"{label}: the kernel width sigma must be positive, got {width} "
-                         "(all kept distances equal?); pass sigma=")
+                         "(all kept distances equal?); pass sigma (config [custom] sigma, --sigma)")
     weights = np.exp(-np.square(kept / width))
     if threshold is None:
         threshold = 0.0 if k is not None else _DCRNN_THRESHOLD

@@ -9,7 +9,7 @@ readings, after the split — never on the whole series.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -119,6 +119,10 @@ class StandardScaler:
     def inverse(self, x: Tensor) -> Tensor:
         """Undo :meth:`transform`."""
         return x * self.std.to(x) + self.mean.to(x)
+
+    def to(self, device: torch.device | str) -> StandardScaler:
+        """The same scaler with its mean and std on ``device``."""
+        return StandardScaler(self.mean.to(device), self.std.to(device))
 
     def state_dict(self) -> dict[str, list[float]]:
         """Plain-list form for checkpoints and JSON."""
@@ -284,14 +288,39 @@ class WindowData:
         shuffle: bool = False,
         generator: torch.Generator | None = None,
         drop_last: bool = False,
+        part: tuple[int, int] | None = None,
     ) -> Iterator[Batch]:
-        """Iterate over ``split`` in mini-batches (shuffled with ``generator`` if asked)."""
+        """Iterate over ``split`` in mini-batches (shuffled with ``generator`` if asked).
+
+        Args:
+            split: ``train``, ``val`` or ``test``.
+            batch_size: Windows per batch.
+            shuffle: Draw a permutation of the windows from ``generator``.
+            generator: The random generator of the permutation.
+            drop_last: Leave out a last batch shorter than ``batch_size``.
+            part: ``(k, K)``: yield the ``k``-th of ``K`` parts of every batch (its windows
+                ``k, k + K, k + 2K, ...``), one process's share in data-parallel training; the
+                ``K`` parts of a batch together are the batch.  A part left empty (a batch of
+                fewer than ``K`` windows) gets the batch's first window with its mask cleared,
+                so that it counts for nothing in losses and metrics.
+        """
         starts = self.splits[split]
+        if part is not None and not 0 <= part[0] < part[1]:
+            raise ValueError(f"part {part}: need 0 <= k < K")
         if shuffle:
             starts = starts[torch.randperm(starts.numel(), generator=generator)]
         stop = starts.numel() - (starts.numel() % batch_size if drop_last else 0)
         for i in range(0, stop, batch_size):
-            yield self.batch(starts[i : i + batch_size])
+            chunk = starts[i : i + batch_size]
+            if part is None:
+                yield self.batch(chunk)
+                continue
+            mine = chunk[part[0] :: part[1]]
+            if mine.numel() == 0:
+                stand_in = self.batch(chunk[:1])
+                yield replace(stand_in, mask=torch.zeros_like(stand_in.mask))
+            else:
+                yield self.batch(mine)
 
     def train_period(self) -> tuple[Tensor, Tensor, Tensor]:
         """Scaled targets, mask and time-of-week slots of the training period."""

@@ -3,7 +3,8 @@
 Written into the output folder:
 
 * ``attribution.csv`` -- integrated-gradients attribution of the forecast of one sensor at one
-  time to every input (input step x sensor x channel), in the readings' units;
+  time (the point forecast -- mean or median -- of a probabilistic head) to every input (input
+  step x sensor x channel), in the readings' units;
   ``sensor_importance.csv`` -- the sensors ranked by their total absolute attribution;
   ``attribution.png`` -- a step x sensor heat map of the most important sensors and a bar chart.
 * Models with a learned adjacency (Graph WaveNet): ``adaptive_adjacency.csv`` (dense, rows =
@@ -32,6 +33,7 @@ from torch import Tensor
 from stgnn.data.preview import preview
 from stgnn.explain.attribution import Attribution, integrated_gradients
 from stgnn.explain.maps import adaptive_adjacency, attention_recorder, average_attention, top_edges
+from stgnn.models.heads import DistributionalForecaster
 from stgnn.training.trainer import Experiment
 
 __all__ = ["explain_forecast", "forecast_window"]
@@ -283,8 +285,10 @@ def explain_forecast(
     out.mkdir(parents=True, exist_ok=True)
     batch = exp.data.batch(torch.tensor([start])).to(exp.device)
     baseline = _attribution_baseline(exp, batch.x[0])
-    attr = integrated_gradients(exp.model, batch, exp.edge_index, exp.edge_weight, horizon=horizon - 1, node=node,
-                                baseline=baseline, steps=steps)
+    model = exp.model
+    point = (lambda out: model.distribution(out).point) if isinstance(model, DistributionalForecaster) else None
+    attr = integrated_gradients(model, batch, exp.edge_index, exp.edge_weight, horizon=horizon - 1, node=node,
+                                baseline=baseline, steps=steps, point=point)
     target_scaler = exp.data.target_scaler
     scale, shift = float(target_scaler.std[0]), float(target_scaler.mean[0])
     stamp = pd.Timestamp(time)

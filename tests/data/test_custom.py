@@ -287,3 +287,21 @@ def test_knn_on_the_real_metr_la_locations_leaves_no_node_isolated(shared_data):
     path = shared_data / "metr-la" / "graph_sensor_locations.csv"
     graph = SensorGraph.from_coordinates(coordinates_table(pd.read_csv(path), str(path)), k=8)
     assert graph.num_nodes == 207 and set(graph.edge_index[0].tolist()) == set(range(207))
+
+
+def test_equal_distances_need_a_kernel_width_that_the_config_and_cli_can_give(tmp_path, capsys):
+    from stgnn.cli import main
+
+    series, _ = standins.write_custom(tmp_path, t=50, n=3)
+    distances = tmp_path / "distances.csv"
+    distances.write_text("from,to,cost\nS0,S1,100\nS1,S2,100\n")
+    with pytest.raises(ValueError, match=r"--sigma"):
+        load_custom(series, distances=distances)
+    ds = load_custom(series, distances=distances, sigma=100.0)
+    assert np.allclose(ds.graph.edge_weight[ds.graph.edge_index[0] != ds.graph.edge_index[1]].numpy(), np.exp(-1.0))
+    assert main(["train", "--series", str(series), "--distances", str(distances), "--sigma", "0",
+                 "--model", "ha", "--output", str(tmp_path / "r0"), "--quiet"]) == 2
+    assert "sigma" in capsys.readouterr().err
+    assert main(["train", "--series", str(series), "--distances", str(distances), "--sigma", "100",
+                 "--model", "ha", "--output", str(tmp_path / "r1"), "--quiet"]) == 0
+    assert 'sigma = 100.0' in (tmp_path / "r1" / "config.toml").read_text()
