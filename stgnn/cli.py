@@ -5,13 +5,17 @@ Commands::
     stgnn datasets list|verify NAME|download NAME
     stgnn train    [--model NAME] [--dataset NAME | --series FILE (--locations|--distances|--edges|--adjacency) FILE]
                    [--config FILE] [--epochs N] [--output DIR] [--data-dir DIR] [--resume] [--no-download]
+                   [--init-from CHECKPOINT [--freeze PATTERN ...]]
                    [--compile]        (torchrun --nproc-per-node K -m stgnn train ...: data-parallel)
     stgnn reproduce MODEL DATASET | --all  [--results-dir DIR] [--runs-dir DIR] [--no-download]
     stgnn reproduce [MODEL] [DATASET] --protocol tgcn [--all] [--epochs N] [--seeds 0 1 2] [--selection test val]
     stgnn score    --dataset NAME --protocol tgcn|dcrnn --predictions FILE [--pre-len P]
     stgnn evaluate --checkpoint FILE
     stgnn predict  --checkpoint FILE --at TIMESTAMP [--at ...] --output FILE.csv|.parquet
-    stgnn plot     --checkpoint FILE [--sensors 0,5] [--horizon 3] --output DIR
+    stgnn plot     --checkpoint FILE [--sensors 0,5 | --sensors ID,...] [--horizon 3] --output DIR
+    stgnn explain  --checkpoint FILE --sensor ID --time T [--horizon 1] --output DIR
+    stgnn anomalies --checkpoint FILE --series FILE [--threshold Z] --output DIR
+    stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted] --output DIR
 
 A user error (a bad argument, config value, file or device) ends the command with one line
 per problem, ``stgnn: error: <argument or file>: <problem>``, on stderr and exit status 2;
@@ -45,17 +49,26 @@ from stgnn.configs import available_configs, paper_config_name, paper_config_raw
 from stgnn.data.download import download_dataset, ensure_dataset, verify_dataset
 from stgnn.data.readers import load_dataset
 from stgnn.data.registry import DATASETS, dataset_present, resolve_root
-from stgnn.metrics import MaskedMetrics
+from stgnn.distributions import ForecastDistribution
+from stgnn.explain.report import explain_forecast
+from stgnn.metrics import INTERVAL_LEVELS, MaskedMetrics
 from stgnn.models import MODELS
 from stgnn.protocols.baselines import STATISTICAL_BASELINES
 from stgnn.protocols.reproduce import TABLE_MODELS, reproduce_tgcn
 from stgnn.protocols.score import infer_pre_len, score_dcrnn_predictions, score_predictions
 from stgnn.protocols.tgcn import PROTOCOL_SETTINGS
 from stgnn.published import published_for
-from stgnn.report import horizon_table
+from stgnn.report import horizon_table, interval_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
 from stgnn.training.checkpoint import load_checkpoint, write_json
-from stgnn.training.config import CUSTOM_GRAPH_KEYS, RunConfig, check_device_name, merge, read_config_file
+from stgnn.training.config import (
+    COVARIATE_KEYS,
+    CUSTOM_GRAPH_KEYS,
+    RunConfig,
+    check_device_name,
+    merge,
+    read_config_file,
+)
 from stgnn.training.distributed import Distributed
 from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, select_device
 
@@ -138,7 +151,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- train
-_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches", "compile")
+_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches", "init_from", "freeze", "compile")
 
 
 def _resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -147,7 +160,7 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
     A graph file given on the command line replaces the config's ``[custom]`` graph file (a
     run has one graph); the other ``[custom]`` keys (``k_neighbors``, ...) are kept.
     """
-    cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS) if getattr(args, k)}
+    cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS, *COVARIATE_KEYS) if getattr(args, k)}
     if args.zero_is_missing:
         cli_custom["zero_is_missing"] = True
     if args.sigma is not None:
@@ -179,6 +192,12 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
         if value is not None:
             merged["train"][key] = value
             labels[("train", key)] = f"--{key.replace('_', '-')}"
+    if args.head is not None and args.head != merged["head"].get("kind"):
+        merged["head"] = {"kind": args.head}  # another kind does not inherit the config's levels
+        labels[("head",)] = labels[("head", "kind")] = "--head"
+    if args.quantiles is not None:
+        merged["head"]["quantiles"] = args.quantiles
+        labels[("head",)] = labels[("head", "quantiles")] = "--quantiles"
     return RunConfig.from_dict(merged, source=source, labels=labels)
 
 
@@ -195,11 +214,18 @@ def _default_output(cfg: RunConfig) -> Path:
 def _print_table(result: dict, dataset: str, model: str, interval: int) -> None:
     print(f"\n{model} on {dataset} (test split, masked metrics, MAPE in %):\n")
     print(horizon_table(result["horizons"], published_for(dataset, model), interval))
+    if "crps" in result["horizons"].get("average", {}):
+        print(f"\nprobabilistic forecast ({dataset}, test split):\n")
+        print(interval_table(result["horizons"], interval))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not args.output:
         raise UsageError("--resume: needs --output, the run folder to continue")
+    if args.init_from:
+        if not Path(args.init_from).is_file():
+            raise UsageError(f"--init-from {args.init_from}: file not found")
+        args.init_from = str(Path(args.init_from).resolve())
     cfg = _resolve_config(args)
     _check_device(cfg.train.device, "--device" if args.device else "[train] device")
     dist = Distributed.from_env()  # launched by torchrun with several processes
@@ -339,15 +365,19 @@ def _cmd_score(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- evaluate / predict / plot
 def _from_checkpoint(args: argparse.Namespace) -> Experiment:
     """The checkpoint's experiment; its dataset fetched first when missing (unless ``--no-download``)."""
-    state = load_checkpoint(args.checkpoint)
-    cfg = RunConfig.from_dict(state["config"], source=str(args.checkpoint))
+    return _checkpoint_experiment(args, args.checkpoint)[0]
+
+
+def _checkpoint_experiment(args: argparse.Namespace, path: str) -> tuple[Experiment, dict[str, Any]]:
+    """The experiment of checkpoint ``path`` and its contents, read once."""
+    state = load_checkpoint(path)
+    cfg = RunConfig.from_dict(state["config"], source=str(path))
     if args.device:
         _check_device(args.device, "--device")
     else:
-        _check_device(cfg.train.device, f"{args.checkpoint}: [train] device (pass --device)")
+        _check_device(cfg.train.device, f"{path}: [train] device (pass --device)")
     _ensure_data(cfg, args)
-    exp, _ = experiment_from_checkpoint(args.checkpoint, args.data_dir, args.device, state=state)
-    return exp
+    return experiment_from_checkpoint(path, args.data_dir, args.device, state=state)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -385,13 +415,28 @@ def _window_starts_for(exp: Experiment, stamps: Sequence[str]) -> tuple[list[pd.
     return origins, torch.tensor(starts, dtype=torch.long)
 
 
+def _forecast_intervals(forecast: ForecastDistribution) -> dict[str, np.ndarray]:
+    """``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` ``[B, H, N]`` (first target feature) for
+    each interval level of :data:`~stgnn.metrics.INTERVAL_LEVELS` the forecast gives; none for a
+    point forecast."""
+    out: dict[str, np.ndarray] = {}
+    for level in INTERVAL_LEVELS:
+        if forecast.covers(level):
+            low, high = forecast.interval(level)
+            out[f"lower_{100 * level:g}"] = low[..., 0].numpy()
+            out[f"upper_{100 * level:g}"] = high[..., 0].numpy()
+    return out
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     if Path(args.output).suffix.lower() not in {".csv", ".parquet", ".pq"}:
         raise UsageError(f"--output {args.output}: must end in .csv or .parquet")
     _check_writable(Path(args.output).parent, "--output")
     exp = _from_checkpoint(args)
     origins, starts = _window_starts_for(exp, args.at)
-    pred = exp.predict(exp.data.batch(starts))[..., 0].numpy()  # [B, H, N]
+    forecast = exp.predict_distribution(exp.data.batch(starts))
+    pred = forecast.point[..., 0].numpy()  # [B, H, N]
+    bounds = _forecast_intervals(forecast)
     step = pd.Timedelta(minutes=exp.dataset.interval_minutes)
     T = exp.dataset.num_steps
     rows = []
@@ -404,8 +449,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else:
                 truth = np.full(exp.dataset.num_nodes, np.nan)
             for n, sensor in enumerate(exp.dataset.node_ids):
-                rows.append((origin, origin + (h + 1) * step, h + 1, sensor, float(pred[b, h, n]), float(truth[n])))
-    frame = pd.DataFrame(rows, columns=["origin", "timestamp", "horizon", "sensor", "prediction", "truth"])
+                rows.append((origin, origin + (h + 1) * step, h + 1, sensor, float(pred[b, h, n]), float(truth[n]),
+                             *(float(v[b, h, n]) for v in bounds.values())))
+    frame = pd.DataFrame(rows, columns=["origin", "timestamp", "horizon", "sensor", "prediction", "truth", *bounds])
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() in {".parquet", ".pq"}:
@@ -413,8 +459,46 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     else:
         frame.to_csv(out, index=False)
     print(f"wrote {len(frame)} forecasts ({len(origins)} origins x {exp.spec.horizon} steps x "
-          f"{exp.dataset.num_nodes} sensors) to {out}")
+          f"{exp.dataset.num_nodes} sensors) to {out}" + (f"; intervals {', '.join(bounds)}" if bounds else ""))
     return 0
+
+
+def _sensor_nodes(spec: str, node_ids: Sequence[str]) -> list[int]:
+    """Node indices of ``--sensors``: comma-separated sensor ids or node indices.
+
+    ``id:X`` is always the sensor id ``X`` and ``#K`` always node index ``K``; a bare token is the
+    sensor id if there is one, else a node index.  A bare token that is both a sensor id and the
+    index of another node is refused as ambiguous.
+    """
+    where = {sid: i for i, sid in enumerate(node_ids)}
+    n = len(node_ids)
+    nodes = []
+    for token in (t.strip() for t in spec.split(",")):
+        if token.startswith("id:"):
+            if token[3:] not in where:
+                raise UsageError(f"--sensors {spec}: no sensor with id {token[3:]!r}")
+            nodes.append(where[token[3:]])
+            continue
+        explicit = token.startswith("#")
+        digits = token[1:] if explicit else token
+        index = int(digits) if digits.isdigit() else None
+        if index is not None and not 0 <= index < n:
+            index = None
+        if explicit or token not in where:
+            if index is None:
+                raise UsageError(
+                    f"--sensors {spec}: {token!r} is neither a sensor id nor a node index in 0..{n - 1} "
+                    "(e.g. --sensors 0,5 or --sensors id:773869)"
+                )
+            nodes.append(index)
+        elif index is not None and index != where[token]:
+            raise UsageError(
+                f"--sensors {spec}: {token!r} is the id of node {where[token]} and also a node index; "
+                f"write id:{token} or #{token}"
+            )
+        else:
+            nodes.append(where[token])
+    return nodes
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -425,30 +509,28 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise UsageError("plot: needs matplotlib: pip install 'stgnn[plot]'") from exc
-    try:
-        sensors = [int(s) for s in args.sensors.split(",")]
-    except ValueError as exc:
-        raise UsageError(f"--sensors {args.sensors}: comma-separated node indices, e.g. 0,5") from exc
     _check_writable(Path(args.output), "--output")
     exp = _from_checkpoint(args)
-    bad = [s for s in sensors if not 0 <= s < exp.dataset.num_nodes]
-    if bad:
-        raise UsageError(f"--sensors {args.sensors}: node indices must be in 0..{exp.dataset.num_nodes - 1}")
+    sensors = _sensor_nodes(args.sensors, exp.dataset.node_ids)
     if not 1 <= args.horizon <= exp.spec.horizon:
         raise UsageError(f"--horizon {args.horizon}: must be in 1..{exp.spec.horizon}")
     starts = exp.data.splits[args.split]
     metrics = MaskedMetrics(horizons=[exp.spec.horizon], null_value=exp.config.data.null_value)
     preds, truths, masks = [], [], []
+    bands: dict[str, list[np.ndarray]] = {}
     for i in range(0, starts.numel(), 256):
         chunk = starts[i : i + 256]
         batch = exp.data.batch(chunk)
-        pred = exp.predict(batch)
-        metrics.update(pred, batch.y, batch.mask)
+        forecast = exp.predict_distribution(batch)
+        metrics.update(forecast, batch.y, batch.mask)
         h = args.horizon - 1
-        preds.append(pred[:, h, sensors, 0])
+        preds.append(forecast.point[:, h, sensors, 0])
         truths.append(batch.y[:, h, sensors, 0])
         masks.append(batch.mask[:, h, sensors])
+        for name, values in _forecast_intervals(forecast).items():
+            bands.setdefault(name, []).append(values[:, h, sensors])
     pred_t, truth_t, mask_t = torch.cat(preds), torch.cat(truths), torch.cat(masks)
+    band_t = {name: np.concatenate(parts) for name, parts in bands.items()}
     times = exp.dataset.timestamps[(starts + exp.spec.input_len + args.horizon - 1).numpy()]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -458,6 +540,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         truth = np.where(mask_t[:, i].numpy(), truth_t[:, i].numpy(), np.nan)
         ax.plot(times, truth, lw=0.8, label="truth", color="black")
         ax.plot(times, pred_t[:, i].numpy(), lw=0.8, label=f"forecast @{args.horizon}", color="tab:red")
+        for level, alpha in (("95", 0.15), ("80", 0.3)):
+            if f"lower_{level}" in band_t:
+                ax.fill_between(times, band_t[f"lower_{level}"][:, i], band_t[f"upper_{level}"][:, i],
+                                color="tab:red", alpha=alpha, lw=0, label=f"{level} % interval")
         ax.set_ylabel(f"{exp.dataset.node_ids[s]}\n[{exp.dataset.units}]")
         ax.legend(loc="lower left", fontsize=8)
     axes[0, 0].set_title(f"{exp.config.model} on {exp.dataset.name}, {args.split} split, horizon {args.horizon}")
@@ -478,6 +564,78 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     fig.savefig(out / "error_by_horizon.png", dpi=110)
     plt.close(fig)
     print(f"wrote {out / 'forecast.png'} and {out / 'error_by_horizon.png'}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    if args.steps < 1:
+        raise UsageError(f"--steps: must be >= 1, got {args.steps}")
+    if args.top_k < 1:
+        raise UsageError(f"--top-k: must be >= 1, got {args.top_k}")
+    if args.windows < 1:
+        raise UsageError(f"--windows: must be >= 1, got {args.windows}")
+    _check_writable(Path(args.output), "--output")
+    exp = _from_checkpoint(args)
+    try:
+        summary = explain_forecast(exp, args.output, sensor=args.sensor, time=args.time, horizon=args.horizon,
+                                   steps=args.steps, top_k=args.top_k, split=args.split, max_windows=args.windows)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from exc
+    truth = "missing" if summary["truth"] is None else f"{summary['truth']:.3f}"
+    ahead = f"{args.horizon} step{'s' if args.horizon != 1 else ''} ahead"
+    print(f"{summary['model']} forecast of sensor {summary['sensor']} for {summary['time']} ({ahead}): "
+          f"{summary['forecast']:.3f} (truth {truth}; baseline input gives {summary['baseline_forecast']:.3f}; "
+          f"attribution completeness gap {summary['completeness_gap']:.2g})")
+    print("sensors that drove it (integrated gradients, total |attribution|):")
+    for row in summary["top_sensors"]:
+        print(f"  {row['rank']:>3}  {row['sensor']:<12} {row['importance']:.4f}  ({row['share']:.1%})")
+    print(f"wrote {', '.join(summary['files'])} to {args.output}")
+    return 0
+
+
+# --------------------------------------------------------------------------- anomalies
+def _cmd_anomalies(args: argparse.Namespace) -> int:
+    from stgnn.ops.anomalies import AnomalySettings, detect_anomalies, read_series, write_report
+
+    if args.max_plots < 0:
+        raise UsageError(f"--max-plots: must be >= 0, got {args.max_plots}")
+    settings = AnomalySettings(threshold=args.threshold, horizon=args.horizon, slot_minutes=args.slot_minutes,
+                               stuck_steps=args.stuck_steps, min_dropout=args.min_dropout)
+    _check_writable(Path(args.output), "--output")
+    exp = _from_checkpoint(args)
+    settings.check(exp.spec.horizon)
+    series = read_series(args.series, exp, zero_is_missing=args.zero_is_missing,
+                         missing_values=exp.config.custom.missing_values)
+    detection = detect_anomalies(exp, series, settings, progress=not args.quiet)
+    summary = write_report(detection, args.output, settings, max_plots=args.max_plots, units=exp.dataset.units,
+                           source={"checkpoint": str(args.checkpoint), "series": str(args.series),
+                                   "command": shlex.join(["stgnn", *args.argv])})
+    counts = ", ".join(f"{n} {k}" for k, n in summary["alerts"].items())
+    print(f"{series.num_steps} steps x {series.num_nodes} sensors scanned: {counts} "
+          f"({summary['flagged_sensors']} sensors flagged)")
+    print(f"wrote {Path(args.output) / 'alerts.csv'}, {Path(args.output) / 'summary.json'} and "
+          f"{len(summary['plots'])} plots in {Path(args.output) / 'plots'}")
+    if summary["not_plotted"]:
+        print(f"{len(summary['not_plotted'])} more flagged sensors not plotted (--max-plots "
+              f"{args.max_plots}); summary.json lists them")
+    return 0
+
+
+# --------------------------------------------------------------------------- ensemble
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from stgnn.ops.ensemble import comparison_table, evaluate_ensemble
+
+    _check_writable(Path(args.output), "--output")
+    members = [(path, *_checkpoint_experiment(args, path)) for path in args.checkpoints]
+    result = evaluate_ensemble(members, args.method, batch_size=members[0][1].config.train.eval_batch_size)
+    result["command"] = shlex.join(["stgnn", *args.argv])
+    out = Path(args.output)
+    write_json(out / "metrics.json", result)
+    table = comparison_table(result)
+    (out / "members.md").write_text(table + "\n")
+    ref = members[0][1]
+    _print_table(result, ref.dataset.name, f"ensemble ({args.method}) of {len(members)}", ref.dataset.interval_minutes)
+    print(f"\ntest split, members and ensemble:\n\n{table}\n\nwrote {out / 'metrics.json'} and {out / 'members.md'}")
     return 0
 
 
@@ -515,10 +673,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs; 0 = no cap)")
+    t.add_argument("--head", choices=["point", "gaussian", "quantile"],
+                   help="forecast a point (default), a Gaussian (mean and scale) or quantiles ([head] kind)")
+    t.add_argument("--quantiles", type=float, nargs="+", metavar="Q",
+                   help="levels of --head quantile (default 0.1 0.5 0.9; [head] quantiles)")
     t.add_argument("--compile", action="store_true", default=None,
                    help="compile the model with torch.compile (config: [train] compile)")
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
+    t.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights where names and shapes fit (per-node tensors are "
+                        "re-initialised unless the sensors are the same); listed in the log and init_from.json")
+    t.add_argument("--freeze", nargs="+", metavar="PATTERN",
+                   help="with --init-from: parameter-name patterns (fnmatch, e.g. 'blocks.0.*') not to train")
     g = t.add_argument_group("your own data (instead of --dataset)")
     g.add_argument("--series", help="CSV/Parquet: a timestamp column, then one column per sensor")
     g.add_argument("--locations", help="CSV: sensor_id, latitude, longitude (k-nearest-neighbour graph)")
@@ -529,6 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Gaussian kernel width for --distances (cost units) or --locations (km); "
                         "default: the std of the distances")
     g.add_argument("--zero-is-missing", action="store_true", help="treat zeros in --series as missing")
+    g.add_argument("--time-covariates",
+                   help="CSV/Parquet: timestamp, covariates (global) or timestamp, sensor_id, covariates (per sensor)")
+    g.add_argument("--node-attributes", help="CSV/Parquet: sensor_id, attributes (text columns one-hot encoded)")
     common(t)
     t.set_defaults(func=_cmd_train)
 
@@ -580,13 +750,59 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="forecast vs truth and error by horizon, as PNG")
     pl.add_argument("--checkpoint", required=True)
-    pl.add_argument("--sensors", default="0", help="comma-separated node indices (default 0)")
+    pl.add_argument("--sensors", default="0",
+                    help="comma-separated sensor ids or node indices (default 0); id:X or #K to be explicit")
     pl.add_argument("--horizon", type=int, default=3)
     pl.add_argument("--split", default="test", choices=["train", "val", "test"])
     pl.add_argument("--output", required=True, help="output directory")
     pl.add_argument("--device", default=None)
     common(pl)
     pl.set_defaults(func=_cmd_plot)
+
+    ex = sub.add_parser("explain", help="explain a checkpoint: attribution of one forecast, learned adjacency, "
+                                        "attention maps (PNG + CSV)")
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--sensor", required=True, help="sensor id of the forecast to explain")
+    ex.add_argument("--time", required=True, help="the timestamp forecast")
+    ex.add_argument("--horizon", type=int, default=1, help="steps ahead the forecast was made (default 1)")
+    ex.add_argument("--steps", type=int, default=64, help="integrated-gradients integration steps (default 64)")
+    ex.add_argument("--top-k", type=int, default=10, help="learned edges and sensors listed (default 10)")
+    ex.add_argument("--split", default="test", choices=["train", "val", "test"],
+                    help="period whose windows the attention maps are averaged over (default test)")
+    ex.add_argument("--windows", type=int, default=512, help="at most this many windows of --split (default 512)")
+    ex.add_argument("--output", required=True, help="output directory")
+    ex.add_argument("--device", default=None)
+    common(ex)
+    ex.set_defaults(func=_cmd_explain)
+
+    an = sub.add_parser("anomalies", help="alerts: readings far from the forecast, stuck sensors, dropouts")
+    an.add_argument("--checkpoint", required=True)
+    an.add_argument("--series", required=True,
+                    help="CSV/Parquet readings to scan: a timestamp column, then one column per trained sensor")
+    an.add_argument("--threshold", type=float, default=4.0,
+                    help="robust |z| of the forecast residual above which a reading alerts (default 4)")
+    an.add_argument("--horizon", type=int, default=1, help="forecast step whose residual is scored (default 1)")
+    an.add_argument("--slot-minutes", type=int, default=60,
+                    help="time-of-day slot width of the residual statistics (default 60)")
+    an.add_argument("--stuck-steps", type=int, default=12,
+                    help="identical consecutive readings that make a stuck sensor (default 12)")
+    an.add_argument("--min-dropout", type=int, default=1,
+                    help="consecutive missing readings that make a dropout alert (default 1)")
+    an.add_argument("--zero-is-missing", action="store_true", help="zeros in --series are missing readings")
+    an.add_argument("--max-plots", type=int, default=20, help="most sensor plots to write (default 20)")
+    an.add_argument("--output", required=True, help="output directory")
+    an.add_argument("--device", default=None)
+    common(an)
+    an.set_defaults(func=_cmd_anomalies)
+
+    en = sub.add_parser("ensemble", help="combine checkpoints of the same data and evaluate the ensemble")
+    en.add_argument("--checkpoints", nargs="+", required=True, help="two or more checkpoints of the same data")
+    en.add_argument("--method", choices=["mean", "weighted"], default="mean",
+                    help="mean, or weighted: weights proportional to 1 / validation MAE (default mean)")
+    en.add_argument("--output", required=True, help="output directory (metrics.json, members.md)")
+    en.add_argument("--device", default=None)
+    common(en)
+    en.set_defaults(func=_cmd_ensemble)
     return p
 
 

@@ -33,8 +33,10 @@ from stgnn.data.custom import load_custom
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.readers import load_dataset
 from stgnn.data.windows import StandardScaler, WindowData
-from stgnn.metrics import MaskedMetrics, masked_abs_error
-from stgnn.models import Batch, Forecaster, ModelSpec, build_model
+from stgnn.distributions import ForecastDistribution, PointForecast
+from stgnn.metrics import MaskedMetrics, masked_forecast_loss_sum
+from stgnn.models import MODELS, Batch, Forecaster, ModelSpec, build_model
+from stgnn.models.heads import DistributionalForecaster
 from stgnn.training.accelerate import amp_dtype, autocast, compile_model, grad_scaler
 from stgnn.training.checkpoint import (
     atomic_write_text,
@@ -48,6 +50,7 @@ from stgnn.training.distributed import Distributed
 from stgnn.training.fingerprint import align_sensors, data_files, data_fingerprint, fingerprint_changes
 from stgnn.training.runlock import RunLock
 from stgnn.training.schedules import TEACHER_FORCING, curriculum_level
+from stgnn.training.warm_start import WarmStart, warm_start
 
 __all__ = [
     "OPTIMIZERS",
@@ -136,6 +139,7 @@ class Experiment:
         *,
         dataset: TrafficDataset | None = None,
         scaler: StandardScaler | None = None,
+        covariate_scaler: StandardScaler | None = None,
     ) -> Experiment:
         """Load data, window it, fit the scaler on train, and build the model.
 
@@ -144,6 +148,8 @@ class Experiment:
             root: Data root for registry datasets.
             dataset: Already loaded data (default: :func:`load_data`).
             scaler: A fitted scaler to reuse (default: fit on the training windows).
+            covariate_scaler: A fitted scaler of the user covariates to reuse (default: fit on
+                the training period).
         """
         ds = dataset if dataset is not None else load_data(cfg, root)
         dc = cfg.data
@@ -156,6 +162,7 @@ class Experiment:
             input_features=dc.input_features or None,
             target_features=dc.target_features,
             scaler=scaler,
+            covariate_scaler=covariate_scaler,
         )
         spec = ModelSpec(
             num_nodes=ds.num_nodes,
@@ -167,7 +174,11 @@ class Experiment:
         )
         device = select_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
-        model = build_model(cfg.model, spec, **cfg.model_params).to(device)
+        if cfg.head.kind == "point":
+            model = build_model(cfg.model, spec, **cfg.model_params).to(device)
+        else:
+            model = DistributionalForecaster(MODELS[cfg.model], spec, cfg.head.kind, cfg.head.quantiles,
+                                             **cfg.model_params).to(device)
         return cls(
             cfg, ds, data, spec, model, device,
             ds.graph.edge_index.to(device), ds.graph.edge_weight.to(device),
@@ -185,12 +196,36 @@ class Experiment:
             return batch.pin_memory().to(self.device)
         return batch.to(self.device)
 
-    def predict(self, batch: Batch) -> Tensor:
-        """Forecasts in raw units ``[B, H, N, F_out]`` (on the CPU) for ``batch``."""
+    def to_raw(self, output: Tensor) -> ForecastDistribution:
+        """The model's output for a batch (scaled) as a forecast in raw units.
+
+        A point model's output becomes a :class:`~stgnn.distributions.PointForecast`; a model
+        with a probabilistic head gives its distribution, mapped through the target scaler
+        (locations and quantiles ``* std + mean``, a Gaussian scale only ``* std``).
+        """
+        scaler = self.data.target_scaler  # on the device (see __post_init__)
+        if isinstance(self.model, DistributionalForecaster):
+            std, mean = scaler.std.to(output.device), scaler.mean.to(output.device)  # no copy on the device
+            return self.model.distribution(output.float()).affine(std, mean)
+        return PointForecast(scaler.inverse(output.float()))
+
+    def predict_distribution(self, batch: Batch) -> ForecastDistribution:
+        """The forecast distribution for ``batch`` in raw units (tensors on the CPU).
+
+        ``.mean`` is ``[B, H, N, F_out]`` (the median for a quantile head), ``.quantile(q)`` and
+        ``.interval(level) -> (low, high)`` give quantiles and central intervals; a point model
+        gives a :class:`~stgnn.distributions.PointForecast` (``kind == "point"``), whose
+        quantiles and intervals raise a ``ValueError``.
+        """
         self.model.eval()
         with torch.no_grad():
-            pred = self.model.forecast(self.to_device(batch), self.edge_index, self.edge_weight)
-        return self.data.target_scaler.inverse(pred.float()).cpu()
+            out = self.model.forecast(self.to_device(batch), self.edge_index, self.edge_weight)
+        return self.to_raw(out.cpu())
+
+    def predict(self, batch: Batch) -> Tensor:
+        """Point forecasts in raw units ``[B, H, N, F_out]`` (on the CPU) for ``batch``: the mean
+        of a Gaussian head, the median of a quantile head."""
+        return self.predict_distribution(batch).point
 
     def evaluate(
         self, split: str, batch_size: int = 64, progress: bool = False, *, dist: Distributed | None = None
@@ -220,9 +255,9 @@ class Experiment:
                 batch = self.to_device(batch)
                 with context:
                     pred = self.model.forecast(batch, self.edge_index, self.edge_weight)
-                metrics.update(self.data.target_scaler.inverse(pred.float()), batch.y, batch.mask)
+                metrics.update(self.to_raw(pred), batch.y, batch.mask)
         if dist is not None:
-            metrics.load_totals(dist.all_reduce_sum(metrics.totals(self.spec.horizon)))
+            metrics.load_totals(dist.all_reduce_sums(metrics.totals()))
         return metrics
 
 
@@ -294,6 +329,10 @@ class Trainer:
             raise ValueError(f"train.teacher_forcing {tc.teacher_forcing!r}; known: {', '.join(TEACHER_FORCING)}")
         if tc.optimizer not in OPTIMIZERS:
             raise ValueError(f"train.optimizer {tc.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        self.warm_start: WarmStart | None = None
+        if tc.init_from:  # before the optimiser is built: frozen parameters are left out of it
+            self.warm_start = warm_start(exp.model, self.cfg, exp.spec, exp.dataset.node_ids, tc.init_from, tc.freeze)
+            self.log(self.warm_start.summary())
         self.params = [p for p in exp.model.parameters() if p.requires_grad]
         self.optimizer = (
             OPTIMIZERS[tc.optimizer](self.params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
@@ -340,6 +379,8 @@ class Trainer:
             "spec": vars(self.exp.spec).copy(),
             "data": self.fingerprint,
             "scaler": self.exp.data.scaler.state_dict(),
+            "covariate_scaler": (None if self.exp.data.covariate_scaler is None
+                                 else self.exp.data.covariate_scaler.state_dict()),
             "model": self.exp.model.state_dict(),
             "best_model": self.best_state,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
@@ -485,14 +526,15 @@ class Trainer:
         batches = self.exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen, part=part)
         return (b for _, b in zip(range(total), batches, strict=False)), total
 
-    def _loss(self, pred: Tensor, y: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``(loss to back-propagate, masked MAE of the whole batch)``.
+    def _loss(self, forecast: ForecastDistribution, y: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``(loss to back-propagate, the loss of the whole batch)``: the masked mean of
+        :func:`~stgnn.metrics.masked_forecast_loss` (MAE for a point forecast).
 
-        In a data-parallel run the error sum and count of the global batch are all-reduced and
-        each rank divides its own error sum by ``count / world_size``, so that DDP's gradient
+        In a data-parallel run the loss sum and count of the global batch are all-reduced and
+        each rank divides its own loss sum by ``count / world_size``, so that DDP's gradient
         average is the gradient of the global batch's masked mean.
         """
-        err_sum, count = masked_abs_error(pred, y, mask, self.cfg.data.null_value)
+        err_sum, count = masked_forecast_loss_sum(forecast, y, mask, self.cfg.data.null_value)
         if self.dist is None:
             loss = err_sum / count.clamp(min=1)
             return loss, loss.detach()
@@ -515,9 +557,8 @@ class Trainer:
             tf = schedule(self.global_step, tc.teacher_forcing_tau)
             with context:
                 pred = self.net(batch, exp.edge_index, exp.edge_weight, tf)
-            pred = exp.data.target_scaler.inverse(pred.float())
             level = curriculum_level(self.global_step, tc.curriculum_steps, exp.spec.horizon)
-            loss, batch_loss = self._loss(pred[:, :level], batch.y[:, :level], batch.mask[:, :level])
+            loss, batch_loss = self._loss(exp.to_raw(pred[:, :level]), batch.y[:, :level], batch.mask[:, :level])
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)  # clip and check the true gradients (float16 only)
@@ -673,6 +714,8 @@ class Trainer:
             env["previous_sessions"] = [*before.pop("previous_sessions", []), before]
         atomic_write_text(self.output / "config.toml", to_toml(self.cfg))
         write_json(env_path, env)
+        if self.warm_start is not None:
+            write_json(self.output / "init_from.json", self.warm_start.to_dict())
 
     def _write_log(self) -> None:
         buf = io.StringIO()
@@ -767,7 +810,10 @@ def experiment_from_checkpoint(
             raise ValueError(f"{dataset.source}: readings every {dataset.interval_minutes} min, but {path} "
                              f"was trained on readings every {stored['interval_minutes']} min")
         dataset = align_sensors(dataset, stored["sensor_ids"], str(path))
-    exp = Experiment.build(cfg, root, dataset=dataset, scaler=StandardScaler.from_state_dict(state["scaler"]))
+    covariate_scaler = state.get("covariate_scaler")
+    exp = Experiment.build(cfg, root, dataset=dataset, scaler=StandardScaler.from_state_dict(state["scaler"]),
+                           covariate_scaler=None if covariate_scaler is None
+                           else StandardScaler.from_state_dict(covariate_scaler))
     if stored is not None:
         changes = fingerprint_changes(stored, exp.fingerprint())
         if changes:
