@@ -172,6 +172,17 @@ def test_killed_two_process_run_resumes_to_the_same_metrics(job_args: Callable[[
     assert resumed["epochs_run"] == 3
 
 
+def test_a_two_process_run_resumes_in_one_process(job_args: Callable[[Path], list[str]], single: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    from stgnn.cli import main
+
+    out = tmp_path / "killed"
+    assert -signal.SIGKILL in _job(job_args(out), kill_rank_at_epoch=(1, 2))  # this time rank 1 dies
+    assert main([*job_args(out), "--resume"]) == 0  # the global batch is the config's: any process count
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["processes"] == 1 and _close(resumed["horizons"], single["horizons"])
+
+
 def test_an_error_on_rank_zero_stops_every_rank(job_args: Callable[[Path], list[str]], two: Path) -> None:
     # the folder holds a finished run: rank 0 refuses it without --resume; rank 1 must not wait for it
     start = time.monotonic()
