@@ -36,7 +36,7 @@ from stgnn.data.readers import load_dataset
 from stgnn.data.registry import DATASETS
 from stgnn.data.windows import StandardScaler, WindowData
 from stgnn.distributions import ForecastDistribution, PointForecast
-from stgnn.metrics import MaskedMetrics, masked_forecast_error
+from stgnn.metrics import MaskedMetrics, masked_forecast_loss_sum
 from stgnn.models import MODELS, Batch, Forecaster, ModelSpec, build_model
 from stgnn.models.heads import DistributionalForecaster
 from stgnn.training.accelerate import amp_dtype, autocast, compile_model, grad_scaler
@@ -214,9 +214,10 @@ class Experiment:
         with a probabilistic head gives its distribution, mapped through the target scaler
         (locations and quantiles ``* std + mean``, a Gaussian scale only ``* std``).
         """
-        scaler = self.data.target_scaler
+        scaler = self.data.target_scaler  # on the device (see __post_init__)
         if isinstance(self.model, DistributionalForecaster):
-            return self.model.distribution(output.float()).affine(scaler.std, scaler.mean)
+            std, mean = scaler.std.to(output.device), scaler.mean.to(output.device)  # no copy on the device
+            return self.model.distribution(output.float()).affine(std, mean)
         return PointForecast(scaler.inverse(output.float()))
 
     def predict_distribution(self, batch: Batch) -> ForecastDistribution:
@@ -279,7 +280,7 @@ class Experiment:
                 mask = batch.mask if keep is None else batch.mask & keep
                 metrics.update(self.to_raw(pred), batch.y, mask)
         if dist is not None:
-            metrics.load_totals(dist.all_reduce_sum(metrics.totals(self.spec.horizon)))
+            metrics.load_totals(dist.all_reduce_sums(metrics.totals()))
         return metrics
 
 
@@ -562,14 +563,14 @@ class Trainer:
         return (step for b in capped for step in sampler.split(b, gen)), total * len(sampler)
 
     def _loss(self, forecast: ForecastDistribution, y: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``(loss to back-propagate, the masked loss of the whole batch)``: the MAE of a point
-        forecast, the NLL of a Gaussian head, the pinball loss of a quantile head.
+        """``(loss to back-propagate, the loss of the whole batch)``: the masked mean of
+        :func:`~stgnn.metrics.masked_forecast_loss` (MAE for a point forecast).
 
-        In a data-parallel run the error sum and count of the global batch are all-reduced and
-        each rank divides its own error sum by ``count / world_size``, so that DDP's gradient
+        In a data-parallel run the loss sum and count of the global batch are all-reduced and
+        each rank divides its own loss sum by ``count / world_size``, so that DDP's gradient
         average is the gradient of the global batch's masked mean.
         """
-        err_sum, count = masked_forecast_error(forecast, y, mask, self.cfg.data.null_value)
+        err_sum, count = masked_forecast_loss_sum(forecast, y, mask, self.cfg.data.null_value)
         if self.dist is None:
             loss = err_sum / count.clamp(min=1)
             return loss, loss.detach()
