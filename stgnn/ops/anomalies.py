@@ -214,8 +214,14 @@ def read_series(path: str | os.PathLike[str], exp: Experiment, *, zero_is_missin
 
     Raises:
         ValueError: The file's sensors differ from the trained ones (both sides named), its
-            sampling interval differs, or it is too short for one forecast (each naming ``path``).
+            sampling interval differs, it is too short for one forecast, or the model reads more
+            than one feature per sensor (each naming ``path``).
     """
+    features = exp.config.data.input_features or list(range(exp.dataset.num_features))
+    if len(features) != 1:
+        raise ValueError(f"{path}: the model reads {len(features)} features per sensor "
+                         f"({', '.join(exp.dataset.feature_names)}), but a readings table holds one value per "
+                         "sensor and time; anomaly scanning needs a model trained on one input feature")
     stamps, ids, values, interval = read_series_table(path, missing_values=missing_values)
     if interval != exp.dataset.interval_minutes:
         raise ValueError(f"{path}: readings every {interval} min, but the model was trained on readings every "

@@ -154,3 +154,17 @@ def test_own_data_checkpoint_with_zeros_as_dropouts(tmp_path):
     assert (dropouts["score"].tail(3) == 3).all()
     kept = detect_anomalies(exp, read_series(tmp_path / "scan.csv", exp), AnomalySettings(min_dropout=3))
     assert not ((kept.alerts["kind"] == "dropout") & (kept.alerts["time"].isin(times.iloc[150:153]))).any()
+
+
+def test_a_model_reading_several_features_is_refused(tmp_path):
+    from stgnn.data import load_dataset
+    from stgnn.training.config import RunConfig, TrainConfig
+    from stgnn.training.trainer import Experiment
+
+    standins.write_pems(tmp_path / "pems04", "04", t=300, n=4, f=3)
+    ds = load_dataset("pems04", tmp_path, verify=False)
+    exp = Experiment.build(RunConfig(model="last", dataset="pems04", train=TrainConfig(device="cpu")), dataset=ds)
+    path = _write(tmp_path / "scan.csv", np.ones((40, 4)), pd.date_range("2018-01-01", periods=40, freq="5min"),
+                  ds.node_ids)
+    with pytest.raises(ValueError, match="scan.csv: the model reads 3 features per sensor"):
+        read_series(path, exp)
