@@ -290,15 +290,16 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ the parent
-def run_job(spec: dict[str, Any], timeout: float, mem_limit_gb: float) -> dict[str, Any]:
-    """Run ``spec`` in a fresh subprocess with its allocator environment, timeout and RSS limit."""
+def run_job(spec: dict[str, Any], timeout: float, mem_limit_gb: float, script: Path | None = None) -> dict[str, Any]:
+    """Run ``spec`` in a fresh subprocess with its allocator environment, timeout and RSS limit
+    (``script --child SPEC``; default this file, another script with the same ``--child`` protocol)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.update({"OMP_NUM_THREADS": str(spec["threads"]), "MKL_NUM_THREADS": str(spec["threads"])})
     if spec["alloc"] == "env":
         env.update(TUNED_ENV)
     elif spec["alloc"] == "default":
         env["STGNN_MALLOC"] = "default"  # in case anything imported calls tune_malloc
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    cmd = [sys.executable, str((script or Path(__file__)).resolve()), "--child", json.dumps(spec)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak: dict[str, Any] = {"rss": 0.0, "killed": ""}
 

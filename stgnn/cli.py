@@ -11,7 +11,8 @@ Commands::
     stgnn score    --dataset NAME --protocol tgcn|dcrnn --predictions FILE [--pre-len P]
     stgnn evaluate --checkpoint FILE
     stgnn predict  --checkpoint FILE --at TIMESTAMP [--at ...] --output FILE.csv|.parquet
-    stgnn plot     --checkpoint FILE [--sensors 0,5] [--horizon 3] --output DIR
+    stgnn plot     --checkpoint FILE [--sensors 0,5 | --sensors ID,...] [--horizon 3] --output DIR
+    stgnn explain  --checkpoint FILE --sensor ID --time T [--horizon 1] --output DIR
     stgnn anomalies --checkpoint FILE --series FILE [--threshold Z] --output DIR
     stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted] --output DIR
 
@@ -46,17 +47,26 @@ from stgnn.configs import available_configs, paper_config_name, paper_config_raw
 from stgnn.data.download import download_dataset, ensure_dataset, verify_dataset
 from stgnn.data.readers import load_dataset
 from stgnn.data.registry import DATASETS, dataset_present, resolve_root
-from stgnn.metrics import MaskedMetrics
+from stgnn.distributions import ForecastDistribution
+from stgnn.explain.report import explain_forecast
+from stgnn.metrics import INTERVAL_LEVELS, MaskedMetrics
 from stgnn.models import MODELS
 from stgnn.protocols.baselines import STATISTICAL_BASELINES
 from stgnn.protocols.reproduce import TABLE_MODELS, reproduce_tgcn
 from stgnn.protocols.score import infer_pre_len, score_dcrnn_predictions, score_predictions
 from stgnn.protocols.tgcn import PROTOCOL_SETTINGS
 from stgnn.published import published_for
-from stgnn.report import horizon_table
+from stgnn.report import horizon_table, interval_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
 from stgnn.training.checkpoint import load_checkpoint, write_json
-from stgnn.training.config import CUSTOM_GRAPH_KEYS, RunConfig, check_device_name, merge, read_config_file
+from stgnn.training.config import (
+    COVARIATE_KEYS,
+    CUSTOM_GRAPH_KEYS,
+    RunConfig,
+    check_device_name,
+    merge,
+    read_config_file,
+)
 from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, select_device
 
 __all__ = ["UsageError", "main"]
@@ -147,7 +157,7 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
     A graph file given on the command line replaces the config's ``[custom]`` graph file (a
     run has one graph); the other ``[custom]`` keys (``k_neighbors``, ...) are kept.
     """
-    cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS) if getattr(args, k)}
+    cli_custom = {k: getattr(args, k) for k in ("series", *CUSTOM_GRAPH_KEYS, *COVARIATE_KEYS) if getattr(args, k)}
     if args.zero_is_missing:
         cli_custom["zero_is_missing"] = True
     if args.sigma is not None:
@@ -179,6 +189,12 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
         if value is not None:
             merged["train"][key] = value
             labels[("train", key)] = f"--{key.replace('_', '-')}"
+    if args.head is not None and args.head != merged["head"].get("kind"):
+        merged["head"] = {"kind": args.head}  # another kind does not inherit the config's levels
+        labels[("head",)] = labels[("head", "kind")] = "--head"
+    if args.quantiles is not None:
+        merged["head"]["quantiles"] = args.quantiles
+        labels[("head",)] = labels[("head", "quantiles")] = "--quantiles"
     return RunConfig.from_dict(merged, source=source, labels=labels)
 
 
@@ -195,6 +211,9 @@ def _default_output(cfg: RunConfig) -> Path:
 def _print_table(result: dict, dataset: str, model: str, interval: int) -> None:
     print(f"\n{model} on {dataset} (test split, masked metrics, MAPE in %):\n")
     print(horizon_table(result["horizons"], published_for(dataset, model), interval))
+    if "crps" in result["horizons"].get("average", {}):
+        print(f"\nprobabilistic forecast ({dataset}, test split):\n")
+        print(interval_table(result["horizons"], interval))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -370,13 +389,28 @@ def _window_starts_for(exp: Experiment, stamps: Sequence[str]) -> tuple[list[pd.
     return origins, torch.tensor(starts, dtype=torch.long)
 
 
+def _forecast_intervals(forecast: ForecastDistribution) -> dict[str, np.ndarray]:
+    """``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` ``[B, H, N]`` (first target feature) for
+    each interval level of :data:`~stgnn.metrics.INTERVAL_LEVELS` the forecast gives; none for a
+    point forecast."""
+    out: dict[str, np.ndarray] = {}
+    for level in INTERVAL_LEVELS:
+        if forecast.covers(level):
+            low, high = forecast.interval(level)
+            out[f"lower_{100 * level:g}"] = low[..., 0].numpy()
+            out[f"upper_{100 * level:g}"] = high[..., 0].numpy()
+    return out
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     if Path(args.output).suffix.lower() not in {".csv", ".parquet", ".pq"}:
         raise UsageError(f"--output {args.output}: must end in .csv or .parquet")
     _check_writable(Path(args.output).parent, "--output")
     exp = _from_checkpoint(args)
     origins, starts = _window_starts_for(exp, args.at)
-    pred = exp.predict(exp.data.batch(starts))[..., 0].numpy()  # [B, H, N]
+    forecast = exp.predict_distribution(exp.data.batch(starts))
+    pred = forecast.point[..., 0].numpy()  # [B, H, N]
+    bounds = _forecast_intervals(forecast)
     step = pd.Timedelta(minutes=exp.dataset.interval_minutes)
     T = exp.dataset.num_steps
     rows = []
@@ -389,8 +423,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else:
                 truth = np.full(exp.dataset.num_nodes, np.nan)
             for n, sensor in enumerate(exp.dataset.node_ids):
-                rows.append((origin, origin + (h + 1) * step, h + 1, sensor, float(pred[b, h, n]), float(truth[n])))
-    frame = pd.DataFrame(rows, columns=["origin", "timestamp", "horizon", "sensor", "prediction", "truth"])
+                rows.append((origin, origin + (h + 1) * step, h + 1, sensor, float(pred[b, h, n]), float(truth[n]),
+                             *(float(v[b, h, n]) for v in bounds.values())))
+    frame = pd.DataFrame(rows, columns=["origin", "timestamp", "horizon", "sensor", "prediction", "truth", *bounds])
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() in {".parquet", ".pq"}:
@@ -398,8 +433,46 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     else:
         frame.to_csv(out, index=False)
     print(f"wrote {len(frame)} forecasts ({len(origins)} origins x {exp.spec.horizon} steps x "
-          f"{exp.dataset.num_nodes} sensors) to {out}")
+          f"{exp.dataset.num_nodes} sensors) to {out}" + (f"; intervals {', '.join(bounds)}" if bounds else ""))
     return 0
+
+
+def _sensor_nodes(spec: str, node_ids: Sequence[str]) -> list[int]:
+    """Node indices of ``--sensors``: comma-separated sensor ids or node indices.
+
+    ``id:X`` is always the sensor id ``X`` and ``#K`` always node index ``K``; a bare token is the
+    sensor id if there is one, else a node index.  A bare token that is both a sensor id and the
+    index of another node is refused as ambiguous.
+    """
+    where = {sid: i for i, sid in enumerate(node_ids)}
+    n = len(node_ids)
+    nodes = []
+    for token in (t.strip() for t in spec.split(",")):
+        if token.startswith("id:"):
+            if token[3:] not in where:
+                raise UsageError(f"--sensors {spec}: no sensor with id {token[3:]!r}")
+            nodes.append(where[token[3:]])
+            continue
+        explicit = token.startswith("#")
+        digits = token[1:] if explicit else token
+        index = int(digits) if digits.isdigit() else None
+        if index is not None and not 0 <= index < n:
+            index = None
+        if explicit or token not in where:
+            if index is None:
+                raise UsageError(
+                    f"--sensors {spec}: {token!r} is neither a sensor id nor a node index in 0..{n - 1} "
+                    "(e.g. --sensors 0,5 or --sensors id:773869)"
+                )
+            nodes.append(index)
+        elif index is not None and index != where[token]:
+            raise UsageError(
+                f"--sensors {spec}: {token!r} is the id of node {where[token]} and also a node index; "
+                f"write id:{token} or #{token}"
+            )
+        else:
+            nodes.append(where[token])
+    return nodes
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -410,30 +483,28 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise UsageError("plot: needs matplotlib: pip install 'stgnn[plot]'") from exc
-    try:
-        sensors = [int(s) for s in args.sensors.split(",")]
-    except ValueError as exc:
-        raise UsageError(f"--sensors {args.sensors}: comma-separated node indices, e.g. 0,5") from exc
     _check_writable(Path(args.output), "--output")
     exp = _from_checkpoint(args)
-    bad = [s for s in sensors if not 0 <= s < exp.dataset.num_nodes]
-    if bad:
-        raise UsageError(f"--sensors {args.sensors}: node indices must be in 0..{exp.dataset.num_nodes - 1}")
+    sensors = _sensor_nodes(args.sensors, exp.dataset.node_ids)
     if not 1 <= args.horizon <= exp.spec.horizon:
         raise UsageError(f"--horizon {args.horizon}: must be in 1..{exp.spec.horizon}")
     starts = exp.data.splits[args.split]
     metrics = MaskedMetrics(horizons=[exp.spec.horizon], null_value=exp.config.data.null_value)
     preds, truths, masks = [], [], []
+    bands: dict[str, list[np.ndarray]] = {}
     for i in range(0, starts.numel(), 256):
         chunk = starts[i : i + 256]
         batch = exp.data.batch(chunk)
-        pred = exp.predict(batch)
-        metrics.update(pred, batch.y, batch.mask)
+        forecast = exp.predict_distribution(batch)
+        metrics.update(forecast, batch.y, batch.mask)
         h = args.horizon - 1
-        preds.append(pred[:, h, sensors, 0])
+        preds.append(forecast.point[:, h, sensors, 0])
         truths.append(batch.y[:, h, sensors, 0])
         masks.append(batch.mask[:, h, sensors])
+        for name, values in _forecast_intervals(forecast).items():
+            bands.setdefault(name, []).append(values[:, h, sensors])
     pred_t, truth_t, mask_t = torch.cat(preds), torch.cat(truths), torch.cat(masks)
+    band_t = {name: np.concatenate(parts) for name, parts in bands.items()}
     times = exp.dataset.timestamps[(starts + exp.spec.input_len + args.horizon - 1).numpy()]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -443,6 +514,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         truth = np.where(mask_t[:, i].numpy(), truth_t[:, i].numpy(), np.nan)
         ax.plot(times, truth, lw=0.8, label="truth", color="black")
         ax.plot(times, pred_t[:, i].numpy(), lw=0.8, label=f"forecast @{args.horizon}", color="tab:red")
+        for level, alpha in (("95", 0.15), ("80", 0.3)):
+            if f"lower_{level}" in band_t:
+                ax.fill_between(times, band_t[f"lower_{level}"][:, i], band_t[f"upper_{level}"][:, i],
+                                color="tab:red", alpha=alpha, lw=0, label=f"{level} % interval")
         ax.set_ylabel(f"{exp.dataset.node_ids[s]}\n[{exp.dataset.units}]")
         ax.legend(loc="lower left", fontsize=8)
     axes[0, 0].set_title(f"{exp.config.model} on {exp.dataset.name}, {args.split} split, horizon {args.horizon}")
@@ -463,6 +538,32 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     fig.savefig(out / "error_by_horizon.png", dpi=110)
     plt.close(fig)
     print(f"wrote {out / 'forecast.png'} and {out / 'error_by_horizon.png'}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    if args.steps < 1:
+        raise UsageError(f"--steps: must be >= 1, got {args.steps}")
+    if args.top_k < 1:
+        raise UsageError(f"--top-k: must be >= 1, got {args.top_k}")
+    if args.windows < 1:
+        raise UsageError(f"--windows: must be >= 1, got {args.windows}")
+    _check_writable(Path(args.output), "--output")
+    exp = _from_checkpoint(args)
+    try:
+        summary = explain_forecast(exp, args.output, sensor=args.sensor, time=args.time, horizon=args.horizon,
+                                   steps=args.steps, top_k=args.top_k, split=args.split, max_windows=args.windows)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from exc
+    truth = "missing" if summary["truth"] is None else f"{summary['truth']:.3f}"
+    ahead = f"{args.horizon} step{'s' if args.horizon != 1 else ''} ahead"
+    print(f"{summary['model']} forecast of sensor {summary['sensor']} for {summary['time']} ({ahead}): "
+          f"{summary['forecast']:.3f} (truth {truth}; baseline input gives {summary['baseline_forecast']:.3f}; "
+          f"attribution completeness gap {summary['completeness_gap']:.2g})")
+    print("sensors that drove it (integrated gradients, total |attribution|):")
+    for row in summary["top_sensors"]:
+        print(f"  {row['rank']:>3}  {row['sensor']:<12} {row['importance']:.4f}  ({row['share']:.1%})")
+    print(f"wrote {', '.join(summary['files'])} to {args.output}")
     return 0
 
 
@@ -546,6 +647,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs; 0 = no cap)")
+    t.add_argument("--head", choices=["point", "gaussian", "quantile"],
+                   help="forecast a point (default), a Gaussian (mean and scale) or quantiles ([head] kind)")
+    t.add_argument("--quantiles", type=float, nargs="+", metavar="Q",
+                   help="levels of --head quantile (default 0.1 0.5 0.9; [head] quantiles)")
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
     t.add_argument("--init-from", metavar="CHECKPOINT",
@@ -563,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Gaussian kernel width for --distances (cost units) or --locations (km); "
                         "default: the std of the distances")
     g.add_argument("--zero-is-missing", action="store_true", help="treat zeros in --series as missing")
+    g.add_argument("--time-covariates",
+                   help="CSV/Parquet: timestamp, covariates (global) or timestamp, sensor_id, covariates (per sensor)")
+    g.add_argument("--node-attributes", help="CSV/Parquet: sensor_id, attributes (text columns one-hot encoded)")
     common(t)
     t.set_defaults(func=_cmd_train)
 
@@ -614,13 +722,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="forecast vs truth and error by horizon, as PNG")
     pl.add_argument("--checkpoint", required=True)
-    pl.add_argument("--sensors", default="0", help="comma-separated node indices (default 0)")
+    pl.add_argument("--sensors", default="0",
+                    help="comma-separated sensor ids or node indices (default 0); id:X or #K to be explicit")
     pl.add_argument("--horizon", type=int, default=3)
     pl.add_argument("--split", default="test", choices=["train", "val", "test"])
     pl.add_argument("--output", required=True, help="output directory")
     pl.add_argument("--device", default=None)
     common(pl)
     pl.set_defaults(func=_cmd_plot)
+
+    ex = sub.add_parser("explain", help="explain a checkpoint: attribution of one forecast, learned adjacency, "
+                                        "attention maps (PNG + CSV)")
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--sensor", required=True, help="sensor id of the forecast to explain")
+    ex.add_argument("--time", required=True, help="the timestamp forecast")
+    ex.add_argument("--horizon", type=int, default=1, help="steps ahead the forecast was made (default 1)")
+    ex.add_argument("--steps", type=int, default=64, help="integrated-gradients integration steps (default 64)")
+    ex.add_argument("--top-k", type=int, default=10, help="learned edges and sensors listed (default 10)")
+    ex.add_argument("--split", default="test", choices=["train", "val", "test"],
+                    help="period whose windows the attention maps are averaged over (default test)")
+    ex.add_argument("--windows", type=int, default=512, help="at most this many windows of --split (default 512)")
+    ex.add_argument("--output", required=True, help="output directory")
+    ex.add_argument("--device", default=None)
+    common(ex)
+    ex.set_defaults(func=_cmd_explain)
 
     an = sub.add_parser("anomalies", help="alerts: readings far from the forecast, stuck sensors, dropouts")
     an.add_argument("--checkpoint", required=True)

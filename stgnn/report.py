@@ -6,7 +6,7 @@ from typing import Any
 
 from stgnn.published import Published
 
-__all__ = ["horizon_table"]
+__all__ = ["horizon_table", "interval_table"]
 
 _LABELS = {"3": "@3 (15 min)", "6": "@6 (30 min)", "12": "@12 (60 min)", "average": "average 1-12"}
 
@@ -39,4 +39,26 @@ def horizon_table(horizons: dict[str, dict[str, Any]], published: Published | No
         )
     if published:
         lines.append(f"\nPublished: {published.source}.")
+    return "\n".join(lines)
+
+
+def interval_table(horizons: dict[str, dict[str, Any]], interval_minutes: int = 5) -> str:
+    """Markdown table of CRPS and the coverage / mean width of the 80 % and 95 % intervals per horizon.
+
+    Args:
+        horizons: The ``"horizons"`` part of a probabilistic run's ``metrics.json``.
+        interval_minutes: Step length, for the horizon labels.
+    """
+    lines = [
+        "| horizon | CRPS | coverage 80 % | width 80 % | coverage 95 % | width 95 % |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, row in horizons.items():
+        label = _LABELS.get(key, key) if interval_minutes == 5 else (
+            key if key == "average" else f"@{key} ({int(key) * interval_minutes} min)")
+        cells = [_fmt(row.get("crps"))]
+        for level in ("80", "95"):
+            cover = row.get(f"coverage_{level}")
+            cells += ["-" if cover is None else f"{100 * cover:.1f} %", _fmt(row.get(f"width_{level}"))]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -172,7 +172,24 @@ def test_evaluate_errors(tmp_path, capsys, own_data):
     assert "--output" in _error(capsys)
     assert main(["plot", "--checkpoint", str(out / "checkpoint.pt"), "--sensors", "a,b",
                  "--output", str(tmp_path / "plots")]) == 2
-    assert "--sensors a,b: comma-separated node indices" in _error(capsys)
+    assert "--sensors a,b: 'a' is neither a sensor id nor a node index in 0..3" in _error(capsys)
+    assert main(["plot", "--checkpoint", str(out / "checkpoint.pt"), "--sensors", "S1,#3",
+                 "--output", str(tmp_path / "plots")]) == 0
+
+
+def test_plot_sensors_by_id_or_index():
+    from stgnn.cli import UsageError, _sensor_nodes
+
+    ids = ["S0", "S1", "7", "3"]
+    assert _sensor_nodes("S1,0", ids) == [1, 0]
+    assert _sensor_nodes("id:7,#2, 1", ids) == [2, 2, 1]
+    assert _sensor_nodes("3", ids) == [3]  # id "3" is node 3: no ambiguity
+    with pytest.raises(UsageError, match=r"'7' is the id of node 2 and also a node index; write id:7 or #7"):
+        _sensor_nodes("7", ["a", "b", "7", "c", "d", "e", "f", "g"])
+    with pytest.raises(UsageError, match=r"no sensor with id 'x'"):
+        _sensor_nodes("id:x", ids)
+    with pytest.raises(UsageError, match=r"'#9' is neither"):
+        _sensor_nodes("#9", ids)
 
 
 def test_reproduce_errors(tmp_path, capsys):

@@ -6,6 +6,7 @@ the real benchmark files; training commands get only speed caps appended (``--ma
 CI runs (``.ci/run``), not repeated here.
 """
 
+import json
 import os
 import re
 import shlex
@@ -29,7 +30,7 @@ def _block(marker):
 
 
 _SPEED = {"train": ["--max-batches", "2", "--quiet"], "reproduce": ["--epochs", "1", "--max-batches", "1", "--quiet"],
-          "evaluate": ["--quiet"], "predict": ["--quiet"], "plot": ["--quiet"]}
+          "evaluate": ["--quiet"], "predict": ["--quiet"], "plot": ["--quiet"], "explain": ["--quiet"]}
 
 
 def _run(commands, cwd, data):
@@ -67,6 +68,23 @@ def test_own_data_example_runs(tmp_path, shared_data):
     assert (tmp_path / "runs" / "own" / "metrics.json").is_file()
 
 
+def test_probabilistic_example_runs(tmp_path, shared_data):
+    _run(_block("--head gaussian"), tmp_path, shared_data)
+    horizons = json.loads((tmp_path / "runs" / "stgcn-quant" / "metrics.json").read_text())["horizons"]
+    assert {"crps", "coverage_80", "width_95"} <= set(horizons["average"])
+    header = (tmp_path / "interval-forecast.csv").read_text().splitlines()[0]
+    assert header.endswith("lower_80,upper_80,lower_95,upper_95")
+    assert (tmp_path / "interval-plots" / "forecast.png").is_file()
+
+
+@pytest.mark.slow
+def test_covariates_and_explain_example_runs(tmp_path, shared_data):
+    make_example = [args for args in _block("make_example.py") if args[0] == "python"]
+    _run(make_example + _block("stgnn explain"), tmp_path, shared_data)
+    for name in ("attribution.png", "sensor_importance.csv", "adaptive_edges_map.png", "summary.json"):
+        assert (tmp_path / "explain" / name).is_file(), name
+
+
 @pytest.mark.slow
 def test_reproduce_example_runs(tmp_path, shared_data):
     _run(_block("stgnn reproduce"), tmp_path, shared_data)
@@ -84,6 +102,7 @@ def test_load_dataset_example_runs(shared_data, monkeypatch):
 
 
 def test_every_block_is_covered():
-    markers = ("make run", "stgnn datasets list", "make_example.py", "stgnn reproduce", "make test     #")
+    markers = ("make run", "stgnn datasets list", "make_example.py", "stgnn reproduce", "make test     #",
+               "--head gaussian", "stgnn explain")
     assert all(any(m in b for m in markers) for b in _blocks("bash"))
     assert len(_blocks("python")) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,9 @@ from torch import Tensor
 
 from stgnn.data.graph import SensorGraph
 from stgnn.data.preview import SHOWN, preview
+
+if TYPE_CHECKING:
+    from stgnn.data.covariates import UserCovariates
 
 __all__ = ["TrafficDataset", "check_readings", "derive_timestamps"]
 
@@ -75,6 +79,8 @@ class TrafficDataset:
         split: Default chronological (train, val, test) fractions.
         timestamps_derived: True when the files carry no timestamps and they were
             derived from the documented start date and the step index.
+        user_covariates: Time covariates and node attributes of own data, aligned to the
+            timestamps and the node order (see :mod:`stgnn.data.covariates`), or ``None``.
     """
 
     name: str
@@ -89,6 +95,7 @@ class TrafficDataset:
     split: tuple[float, float, float] = (0.7, 0.1, 0.2)
     timestamps_derived: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    user_covariates: UserCovariates | None = None
 
     def __post_init__(self) -> None:
         if self.series.dim() != 3:
@@ -102,6 +109,8 @@ class TrafficDataset:
             raise ValueError(f"{self.name}: graph has {self.graph.num_nodes} nodes, series has {n} sensors")
         if len(self.feature_names) != f:
             raise ValueError(f"{self.name}: {len(self.feature_names)} feature names for {f} features")
+        if self.user_covariates is not None:
+            self.user_covariates.check(t, n, self.name)
 
     @property
     def num_steps(self) -> int:

@@ -146,6 +146,13 @@ class WindowData:
         input_features: Indices of the reading features fed to the model (default all).
         target_features: Indices of the features to forecast (default ``[0]``).
         scaler: A fitted scaler to reuse (e.g. from a checkpoint); default: fit on train.
+        covariate_scaler: A fitted scaler of the dataset's user covariates to reuse (e.g. from
+            a checkpoint); default: :meth:`fit_covariate_scaler`.
+
+    The dataset's user covariates (:attr:`TrafficDataset.user_covariates`, own data only)
+    follow the covariates above as further input channels, standardised per channel: time
+    covariates with their mean and deviation over the steps the training windows cover (the
+    validation and test periods never enter), node attributes over the sensors.
     """
 
     def __init__(
@@ -159,6 +166,7 @@ class WindowData:
         input_features: Sequence[int] | None = None,
         target_features: Sequence[int] = (0,),
         scaler: StandardScaler | None = None,
+        covariate_scaler: StandardScaler | None = None,
     ) -> None:
         nf = dataset.num_features
         tf = list(target_features)
@@ -184,9 +192,21 @@ class WindowData:
         scaled = scaler.transform(series)
         cov = covariates(dataset.timestamps, covariate_names)
         n = dataset.num_nodes
-        self.inputs = torch.cat(
-            [scaled[:, :, feats], cov[:, None, :].expand(-1, n, -1)], dim=-1
-        ).contiguous()
+        parts = [scaled[:, :, feats], cov[:, None, :].expand(-1, n, -1)]
+        self.covariate_scaler: StandardScaler | None = None
+        user = dataset.user_covariates
+        if user is not None and user.num_channels:
+            if covariate_scaler is None:
+                covariate_scaler = self.fit_covariate_scaler()
+            elif covariate_scaler.mean.numel() != user.num_channels:
+                raise ValueError(f"{dataset.name}: the covariate scaler has {covariate_scaler.mean.numel()} "
+                                 f"channels, the data's covariates {user.num_channels} ({', '.join(user.names)})")
+            self.covariate_scaler = covariate_scaler
+            parts.append(covariate_scaler.transform(user.expand(dataset.num_steps, n)))
+        self.inputs = torch.cat(parts, dim=-1).contiguous()
+        self.channel_names: tuple[str, ...] = (
+            *(dataset.feature_names[i] for i in feats), *covariate_names, *(user.names if user is not None else ()))
+        """The name of every input channel (``F_in``): reading features, covariates, user covariates."""
         self.target_features = tf
         self.targets = series[:, :, tf].contiguous()
         self.targets_scaled = scaled[:, :, tf].contiguous()
@@ -195,6 +215,30 @@ class WindowData:
         self.target_scaler = StandardScaler(scaler.mean[tf], scaler.std[tf])
         self._in_offsets = torch.arange(input_len)
         self._out_offsets = torch.arange(input_len, input_len + horizon)
+
+    def fit_covariate_scaler(self) -> StandardScaler:
+        """Per-channel standardisation of the user covariates, from the training period only.
+
+        Time covariates: mean and deviation over the steps the training windows cover and all
+        sensors.  Node attributes (static): over the sensors.
+
+        Raises:
+            ValueError: The dataset has no user covariates.
+        """
+        user = self.dataset.user_covariates
+        if user is None or not user.num_channels:
+            raise ValueError(f"{self.dataset.name}: has no user covariates to scale")
+        means, stds = [], []
+        if user.time is not None:
+            period = user.time[: self.train_end]
+            fitted = StandardScaler.fit(period, torch.ones(period.shape[:2], dtype=torch.bool))
+            means.append(fitted.mean)
+            stds.append(fitted.std)
+        if user.node is not None:
+            fitted = StandardScaler.fit(user.node[None], torch.ones(1, user.node.shape[0], dtype=torch.bool))
+            means.append(fitted.mean)
+            stds.append(fitted.std)
+        return StandardScaler(torch.cat(means), torch.cat(stds))
 
     @property
     def in_channels(self) -> int:

@@ -58,6 +58,13 @@ class Forecaster(nn.Module):
     """
 
     trainable: ClassVar[bool] = True
+    output_feedback_params: ClassVar[tuple[str, ...]] = ()
+    """Hyper-parameters that, when true, make the model feed its forecasts back into its input
+    feature slots (a probabilistic head, whose outputs are distribution parameters, is then refused)."""
+    accepts_covariates: ClassVar[bool] = True
+    """Whether the model reads every input channel ``x[..., :F_in]`` (``spec.in_channels``), so that
+    user covariates (:mod:`stgnn.data.covariates`) reach it.  A model that looks only at the
+    readings (or at none of ``x``) sets it to ``False``; a config with covariates is then refused."""
 
     def forecast(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from einops import rearrange
@@ -132,6 +132,8 @@ class STGCN(Forecaster):
         >>> model(torch.randn(2, 12, 4, 1), edge_index).shape
         torch.Size([2, 3, 4, 1])
     """
+
+    output_feedback_params: ClassVar[tuple[str, ...]] = ("single_step",)
 
     def __init__(
         self,

@@ -15,6 +15,10 @@ A config file holds only what differs from the defaults::
     [model_params]             # keyword hyper-parameters of the model class
     dropout = 0.3
 
+    [head]                     # optional: a probabilistic forecast (default kind = "point")
+    kind = "quantile"
+    quantiles = [0.1, 0.5, 0.9]
+
     [custom]                   # your own data instead of a benchmark (paths relative to this file)
     series = "readings.csv"
     locations = "sensors.csv"
@@ -54,12 +58,15 @@ from pydantic_core import ErrorDetails
 
 from stgnn.data.registry import DATASETS
 from stgnn.models import MODELS
+from stgnn.models.heads import DEFAULT_QUANTILES, head_problems
 
 __all__ = [
+    "COVARIATE_KEYS",
     "CUSTOM_GRAPH_KEYS",
     "ConfigError",
     "CustomConfig",
     "DataConfig",
+    "HeadConfig",
     "RunConfig",
     "TrainConfig",
     "load_config",
@@ -72,6 +79,9 @@ __all__ = [
 
 CUSTOM_GRAPH_KEYS = ("locations", "distances", "edges", "adjacency")
 """The ``[custom]`` keys that describe the graph; exactly one is given."""
+
+COVARIATE_KEYS = ("time_covariates", "node_attributes")
+"""The ``[custom]`` keys of user covariate files (optional; see :mod:`stgnn.data.covariates`)."""
 
 
 class ConfigError(ValueError):
@@ -240,6 +250,55 @@ class TrainConfig(_Section):
         return self
 
 
+class HeadConfig(_Section):
+    """What the model forecasts (the ``[head]`` section; ``--head``, ``--quantiles``).
+
+    ``point`` is the model's own forecast.  ``gaussian`` and ``quantile`` wrap the model in a
+    :class:`~stgnn.models.heads.DistributionalForecaster`: a mean and a scale per reading
+    (trained with the Gaussian negative log-likelihood), or quantiles at ``quantiles`` (trained
+    with the pinball loss; they never cross).  Metrics then add CRPS and the coverage and width
+    of the 80 % and 95 % intervals; MAE / RMSE / MAPE score the mean (Gaussian) or the median.
+    """
+
+    kind: Literal["point", "gaussian", "quantile"] = Field(
+        "point", description="point (the model's forecast), gaussian (mean and scale) or quantile."
+    )
+    quantiles: list[float] = Field(
+        default_factory=list,
+        description=(
+            "Increasing levels in (0, 1) of a quantile head, from at most 0.5 to at least 0.5 (the median "
+            "is the point forecast); empty = 0.1, 0.5, 0.9. Intervals need both ends among or between "
+            "the levels, e.g. [0.025, 0.1, 0.5, 0.9, 0.975] for 80 % and 95 %. Only for kind = quantile."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_levels(cls, data: Any) -> Any:
+        # a quantile head without levels gets the default ones, written out in the resolved config
+        if isinstance(data, dict) and data.get("kind") == "quantile" and not data.get("quantiles"):
+            return {**data, "quantiles": list(DEFAULT_QUANTILES)}
+        return data
+
+    @model_validator(mode="after")
+    def _levels(self) -> HeadConfig:
+        q = self.quantiles
+        if self.kind != "quantile":
+            if q:
+                raise ValueError(
+                    f"quantiles {q} given, but they apply only to kind = 'quantile' (kind is {self.kind!r})"
+                )
+            return self
+        if not all(0.0 < v < 1.0 for v in q):
+            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {q}")
+        if any(b <= a for a, b in zip(q, q[1:], strict=False)):
+            raise ValueError(f"quantiles must be strictly increasing (no repeats), got {q}")
+        if not q[0] <= 0.5 <= q[-1]:
+            raise ValueError(f"quantiles must reach from at most 0.5 to at least 0.5 (the median is the point "
+                             f"forecast), got {q}")
+        return self
+
+
 class CustomConfig(_Section):
     """Your own data instead of a benchmark (the ``[custom]`` section; ``--series`` etc.)."""
 
@@ -274,6 +333,21 @@ class CustomConfig(_Section):
         ),
     )
     units: str = Field("", description="Units of the readings, for reports.")
+    time_covariates: str | None = Field(
+        None,
+        description=(
+            "CSV / Parquet covariates by time, fed to the model as extra inputs: a timestamp column, then one "
+            "column per covariate (global), or timestamp, sensor_id, covariates (per sensor); see "
+            "stgnn.data.covariates."
+        ),
+    )
+    node_attributes: str | None = Field(
+        None,
+        description=(
+            "CSV / Parquet static sensor attributes, fed to the model as extra inputs: a sensor_id column, then "
+            "one column per attribute (text columns are one-hot encoded)."
+        ),
+    )
 
     def given(self) -> dict[str, Any]:
         """The keys that are set (not ``None``), as keyword arguments of ``load_custom``."""
@@ -288,6 +362,9 @@ class CustomConfig(_Section):
             )
         if self.series is None and graphs:
             raise ValueError(f"{', '.join(graphs)} given without series")
+        extra = [k for k in COVARIATE_KEYS if getattr(self, k) is not None]
+        if self.series is None and extra:
+            raise ValueError(f"{', '.join(extra)} given without series (covariates are for own data)")
         return self
 
 
@@ -304,6 +381,7 @@ class RunConfig(_Section):
         default_factory=dict, description="Keyword hyper-parameters of the model class, checked against it."
     )
     custom: CustomConfig = Field(default_factory=CustomConfig, description="Your own data files.")
+    head: HeadConfig = Field(default_factory=HeadConfig, description="Point or probabilistic forecasts.")
 
     @field_validator("model")
     @classmethod
@@ -328,6 +406,14 @@ class RunConfig(_Section):
                 f"[custom] series is set but dataset is {self.dataset!r}; set dataset = 'custom' or drop [custom]"
             )
         _check_model_params(self.model, self.model_params)
+        problems = head_problems(MODELS[self.model], self.head.kind, self.model_params, self.train.teacher_forcing)
+        if problems:
+            raise ValueError("\n".join(f"[head] kind = {self.head.kind!r}: {p}" for p in problems))
+        extra = [k for k in COVARIATE_KEYS if getattr(self.custom, k) is not None]
+        if extra and not MODELS[self.model].accepts_covariates:
+            able = sorted(name for name, cls in MODELS.items() if cls.accepts_covariates)
+            raise ValueError(f"[custom] {', '.join(extra)}: model {self.model!r} cannot use covariates (it does not "
+                             f"read extra input features); models that do: {', '.join(able)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -371,7 +457,7 @@ def _where(loc: tuple[str, ...], source: str, labels: dict[tuple[str, ...], str]
     if not loc:
         return source
     if len(loc) == 1:
-        table = loc[0] in ("data", "train", "custom", "model_params")
+        table = loc[0] in ("data", "train", "custom", "model_params", "head")
         return f"{source}: [{loc[0]}]" if table else f"{source}: {loc[0]}"
     return f"{source}: [{loc[0]}] {'.'.join(loc[1:])}"
 
@@ -388,6 +474,7 @@ def _problem(err: ErrorDetails) -> str:
 
 _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     (): RunConfig, ("data",): DataConfig, ("train",): TrainConfig, ("custom",): CustomConfig,
+    ("head",): HeadConfig,
 }
 
 
@@ -429,7 +516,7 @@ def _check_model_params(model: str, values: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- TOML
-_PATH_KEYS = ("series", *CUSTOM_GRAPH_KEYS)
+_PATH_KEYS = ("series", *CUSTOM_GRAPH_KEYS, *COVARIATE_KEYS)
 
 
 def load_config(path: str | os.PathLike[str], base: RunConfig | None = None) -> RunConfig:

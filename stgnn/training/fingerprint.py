@@ -36,7 +36,7 @@ __all__ = [
     "fingerprint_changes",
 ]
 
-_CUSTOM_FILES = ("series", "locations", "distances", "edges", "adjacency")
+_CUSTOM_FILES = ("series", "locations", "distances", "edges", "adjacency", "time_covariates", "node_attributes")
 def data_files(
     dataset: str, custom: Mapping[str, Any], root: str | os.PathLike[str] | None = None
 ) -> list[Path]:
@@ -113,6 +113,7 @@ def align_sensors(dataset: TrafficDataset, sensor_ids: Sequence[str], source: st
         series=dataset.series[:, order].contiguous(),
         mask=dataset.mask[:, order].contiguous(),
         graph=dataset.graph.reorder(wanted),
+        user_covariates=None if dataset.user_covariates is None else dataset.user_covariates.reorder(order),
     )
 
 

@@ -29,8 +29,10 @@ from stgnn.data.custom import load_custom
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.readers import load_dataset
 from stgnn.data.windows import StandardScaler, WindowData
-from stgnn.metrics import MaskedMetrics, masked_mae_loss
-from stgnn.models import Batch, Forecaster, ModelSpec, build_model
+from stgnn.distributions import ForecastDistribution, PointForecast
+from stgnn.metrics import MaskedMetrics, masked_forecast_loss
+from stgnn.models import MODELS, Batch, Forecaster, ModelSpec, build_model
+from stgnn.models.heads import DistributionalForecaster
 from stgnn.training.checkpoint import (
     atomic_write_text,
     environment,
@@ -126,6 +128,7 @@ class Experiment:
         *,
         dataset: TrafficDataset | None = None,
         scaler: StandardScaler | None = None,
+        covariate_scaler: StandardScaler | None = None,
     ) -> Experiment:
         """Load data, window it, fit the scaler on train, and build the model.
 
@@ -134,6 +137,8 @@ class Experiment:
             root: Data root for registry datasets.
             dataset: Already loaded data (default: :func:`load_data`).
             scaler: A fitted scaler to reuse (default: fit on the training windows).
+            covariate_scaler: A fitted scaler of the user covariates to reuse (default: fit on
+                the training period).
         """
         ds = dataset if dataset is not None else load_data(cfg, root)
         dc = cfg.data
@@ -146,6 +151,7 @@ class Experiment:
             input_features=dc.input_features or None,
             target_features=dc.target_features,
             scaler=scaler,
+            covariate_scaler=covariate_scaler,
         )
         spec = ModelSpec(
             num_nodes=ds.num_nodes,
@@ -157,7 +163,11 @@ class Experiment:
         )
         device = select_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
-        model = build_model(cfg.model, spec, **cfg.model_params).to(device)
+        if cfg.head.kind == "point":
+            model = build_model(cfg.model, spec, **cfg.model_params).to(device)
+        else:
+            model = DistributionalForecaster(MODELS[cfg.model], spec, cfg.head.kind, cfg.head.quantiles,
+                                             **cfg.model_params).to(device)
         return cls(
             cfg, ds, data, spec, model, device,
             ds.graph.edge_index.to(device), ds.graph.edge_weight.to(device),
@@ -168,12 +178,35 @@ class Experiment:
         """The data fingerprint a checkpoint records (see :mod:`stgnn.training.fingerprint`)."""
         return data_fingerprint(self.dataset, self.data, self.files)
 
-    def predict(self, batch: Batch) -> Tensor:
-        """Forecasts in raw units ``[B, H, N, F_out]`` (on the CPU) for ``batch``."""
+    def to_raw(self, output: Tensor) -> ForecastDistribution:
+        """The model's output for a batch (scaled) as a forecast in raw units.
+
+        A point model's output becomes a :class:`~stgnn.distributions.PointForecast`; a model
+        with a probabilistic head gives its distribution, mapped through the target scaler
+        (locations and quantiles ``* std + mean``, a Gaussian scale only ``* std``).
+        """
+        scaler = self.data.target_scaler
+        if isinstance(self.model, DistributionalForecaster):
+            return self.model.distribution(output.float()).affine(scaler.std, scaler.mean)
+        return PointForecast(scaler.inverse(output.float()))
+
+    def predict_distribution(self, batch: Batch) -> ForecastDistribution:
+        """The forecast distribution for ``batch`` in raw units (tensors on the CPU).
+
+        ``.mean`` is ``[B, H, N, F_out]`` (the median for a quantile head), ``.quantile(q)`` and
+        ``.interval(level) -> (low, high)`` give quantiles and central intervals; a point model
+        gives a :class:`~stgnn.distributions.PointForecast` (``kind == "point"``), whose
+        quantiles and intervals raise a ``ValueError``.
+        """
         self.model.eval()
         with torch.no_grad():
-            pred = self.model.forecast(batch.to(self.device), self.edge_index, self.edge_weight)
-        return self.data.target_scaler.inverse(pred.float()).cpu()
+            out = self.model.forecast(batch.to(self.device), self.edge_index, self.edge_weight)
+        return self.to_raw(out.cpu())
+
+    def predict(self, batch: Batch) -> Tensor:
+        """Point forecasts in raw units ``[B, H, N, F_out]`` (on the CPU) for ``batch``: the mean
+        of a Gaussian head, the median of a quantile head."""
+        return self.predict_distribution(batch).point
 
     def evaluate(self, split: str, batch_size: int = 64, progress: bool = False) -> MaskedMetrics:
         """Masked metrics over a whole split (sums and counts, divided once)."""
@@ -191,7 +224,7 @@ class Experiment:
                 batch = batch.to(self.device)
                 with autocast:
                     pred = self.model.forecast(batch, self.edge_index, self.edge_weight)
-                metrics.update(self.data.target_scaler.inverse(pred.float()), batch.y, batch.mask)
+                metrics.update(self.to_raw(pred), batch.y, batch.mask)
         return metrics
 
 
@@ -295,6 +328,8 @@ class Trainer:
             "spec": vars(self.exp.spec).copy(),
             "data": self.fingerprint,
             "scaler": self.exp.data.scaler.state_dict(),
+            "covariate_scaler": (None if self.exp.data.covariate_scaler is None
+                                 else self.exp.data.covariate_scaler.state_dict()),
             "model": self.exp.model.state_dict(),
             "best_model": self.best_state,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
@@ -444,10 +479,9 @@ class Trainer:
             tf = schedule(self.global_step, tc.teacher_forcing_tau)
             with autocast:
                 pred = exp.model.forecast(batch, exp.edge_index, exp.edge_weight, teacher_forcing=tf)
-            pred = exp.data.target_scaler.inverse(pred.float())
             level = curriculum_level(self.global_step, tc.curriculum_steps, exp.spec.horizon)
             y, mask = batch.y[:, :level], batch.mask[:, :level]
-            loss = masked_mae_loss(pred[:, :level], y, mask, self.cfg.data.null_value)
+            loss = masked_forecast_loss(exp.to_raw(pred[:, :level]), y, mask, self.cfg.data.null_value)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.clip_grad_norm > 0:
@@ -675,7 +709,10 @@ def experiment_from_checkpoint(
             raise ValueError(f"{dataset.source}: readings every {dataset.interval_minutes} min, but {path} "
                              f"was trained on readings every {stored['interval_minutes']} min")
         dataset = align_sensors(dataset, stored["sensor_ids"], str(path))
-    exp = Experiment.build(cfg, root, dataset=dataset, scaler=StandardScaler.from_state_dict(state["scaler"]))
+    covariate_scaler = state.get("covariate_scaler")
+    exp = Experiment.build(cfg, root, dataset=dataset, scaler=StandardScaler.from_state_dict(state["scaler"]),
+                           covariate_scaler=None if covariate_scaler is None
+                           else StandardScaler.from_state_dict(covariate_scaler))
     if stored is not None:
         changes = fingerprint_changes(stored, exp.fingerprint())
         if changes:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from tiny_runs import make_config, trainer, write_data
 
+from stgnn.distributions import ForecastDistribution
 from stgnn.training.checkpoint import load_checkpoint
 from stgnn.training.schedules import curriculum_level, inverse_sigmoid_teacher_forcing
 from stgnn.training.trainer import (
@@ -54,13 +55,14 @@ def test_curriculum_restricts_the_loss_to_the_leading_horizons(data, tmp_path, m
     import stgnn.training.trainer as module
 
     seen: list[int] = []
-    original = module.masked_mae_loss
+    original = module.masked_forecast_loss
 
-    def spy(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, null_value: float | None) -> torch.Tensor:
-        seen.append(pred.shape[1])
+    def spy(pred: ForecastDistribution, target: torch.Tensor, mask: torch.Tensor,
+            null_value: float | None) -> torch.Tensor:
+        seen.append(pred.point.shape[1])
         return original(pred, target, mask, null_value)
 
-    monkeypatch.setattr(module, "masked_mae_loss", spy)
+    monkeypatch.setattr(module, "masked_forecast_loss", spy)
     cfg = make_config(*data, epochs=2, max_batches=3, curriculum_steps=2)
     trainer(cfg, tmp_path / "run").fit()
     assert seen == [1, 1, 2, 2, 3, 3]
