@@ -574,7 +574,7 @@ def _cmd_anomalies(args: argparse.Namespace) -> int:
     if args.max_plots < 0:
         raise UsageError(f"--max-plots: must be >= 0, got {args.max_plots}")
     settings = AnomalySettings(threshold=args.threshold, horizon=args.horizon, slot_minutes=args.slot_minutes,
-                               stuck_steps=args.stuck_steps, min_dropout=args.min_dropout)
+                               stuck_steps=args.stuck_steps, min_dropout=args.min_dropout, interval=args.interval)
     _check_writable(Path(args.output), "--output")
     exp = _from_checkpoint(args)
     settings.check(exp.spec.horizon)
@@ -586,7 +586,7 @@ def _cmd_anomalies(args: argparse.Namespace) -> int:
                                    "command": shlex.join(["stgnn", *args.argv])})
     counts = ", ".join(f"{n} {k}" for k, n in summary["alerts"].items())
     print(f"{series.num_steps} steps x {series.num_nodes} sensors scanned: {counts} "
-          f"({summary['flagged_sensors']} sensors flagged)")
+          f"({summary['flagged_sensors']} sensors flagged; spike/drop: {summary['spike_drop_test']})")
     print(f"wrote {Path(args.output) / 'alerts.csv'}, {Path(args.output) / 'summary.json'} and "
           f"{len(summary['plots'])} plots in {Path(args.output) / 'plots'}")
     if summary["not_plotted"]:
@@ -753,6 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CSV/Parquet readings to scan: a timestamp column, then one column per trained sensor")
     an.add_argument("--threshold", type=float, default=4.0,
                     help="robust |z| of the forecast residual above which a reading alerts (default 4)")
+    an.add_argument("--interval", type=float, metavar="LEVEL",
+                    help="probabilistic models: alert outside this central forecast interval (default 0.99, or "
+                         "the widest a quantile head holds); point models use --threshold")
     an.add_argument("--horizon", type=int, default=1, help="forecast step whose residual is scored (default 1)")
     an.add_argument("--slot-minutes", type=int, default=60,
                     help="time-of-day slot width of the residual statistics (default 60)")

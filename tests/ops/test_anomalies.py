@@ -168,3 +168,41 @@ def test_a_model_reading_several_features_is_refused(tmp_path):
                   ds.node_ids)
     with pytest.raises(ValueError, match="scan.csv: the model reads 3 features per sensor"):
         read_series(path, exp)
+
+
+def test_probabilistic_models_alert_outside_their_forecast_interval(tmp_path, capsys):
+    series, locations = standins.write_custom(tmp_path / "data", t=400, n=3)
+    run = tmp_path / "run"
+    assert main(["train", "--model", "lstm", "--head", "quantile", "--quantiles", "0.05", "0.5", "0.95",
+                 "--series", str(series), "--locations", str(locations), "--epochs", "2", "--max-batches", "4",
+                 "--output", str(run), "--quiet"]) == 0
+    frame = pd.read_csv(series)
+    frame.iloc[300, 2] *= 3.0  # sensor S1
+    frame.to_csv(tmp_path / "scan.csv", index=False)
+    out = tmp_path / "alerts"
+    base = ["anomalies", "--checkpoint", str(run / "checkpoint.pt"), "--series", str(tmp_path / "scan.csv"),
+            "--output", str(out), "--quiet"]
+    assert main(base) == 0
+    assert "outside the central 0.9 forecast interval" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["spike_drop_test"] == "outside the central 0.9 forecast interval"
+    alerts = pd.read_csv(out / "alerts.csv", parse_dates=["time"])
+    hit = alerts[(alerts["sensor"] == "S1") & (alerts["time"] == pd.Timestamp(frame["timestamp"].iloc[300]))]
+    assert hit["kind"].tolist() == ["spike"] and float(hit["score"].iloc[0]) > 1
+    residual = alerts[alerts["kind"].isin(["spike", "drop"])]
+    assert (residual["score"].abs() > 1).all()
+    # the interval really is the head's: every alert lies outside it, and nothing inside alerts
+    exp, _ = experiment_from_checkpoint(run / "checkpoint.pt")
+    found = detect_anomalies(exp, read_series(tmp_path / "scan.csv", exp), AnomalySettings())
+    flagged = np.isin(found.kind, ["spike", "drop"])
+    outside = (found.observed > found.high) | (found.observed < found.low)
+    assert found.level == pytest.approx(0.9) and (flagged == (outside & (found.kind != "stuck"))).all()
+    assert main([*base, "--interval", "0.99"]) == 2
+    assert "--interval 0.99: the quantile head predicts levels [0.05, 0.5, 0.95]" in capsys.readouterr().err
+
+
+def test_interval_is_refused_for_a_point_model(los_loop, capsys):
+    tmp, ckpt, _, path, _, _, _, root = los_loop
+    assert main(["anomalies", "--checkpoint", str(ckpt), "--series", str(path), "--interval", "0.9",
+                 "--output", str(tmp / "x"), "--data-dir", str(root), "--no-download"]) == 2
+    assert "--interval: the last checkpoint forecasts points" in capsys.readouterr().err
