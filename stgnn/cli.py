@@ -14,7 +14,7 @@ Commands::
     stgnn plot     --checkpoint FILE [--sensors 0,5 | --sensors ID,...] [--horizon 3] --output DIR
     stgnn explain  --checkpoint FILE --sensor ID --time T [--horizon 1] --output DIR
     stgnn anomalies --checkpoint FILE --series FILE [--threshold Z] --output DIR
-    stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted] --output DIR
+    stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted|mixture] --output DIR
 
 A user error (a bad argument, config value, file or device) ends the command with one line
 per problem, ``stgnn: error: <argument or file>: <problem>``, on stderr and exit status 2;
@@ -772,8 +772,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     en = sub.add_parser("ensemble", help="combine checkpoints of the same data and evaluate the ensemble")
     en.add_argument("--checkpoints", nargs="+", required=True, help="two or more checkpoints of the same data")
-    en.add_argument("--method", choices=["mean", "weighted"], default="mean",
-                    help="mean, or weighted: weights proportional to 1 / validation MAE (default mean)")
+    en.add_argument("--method", choices=["mean", "weighted", "mixture"], default="mean",
+                    help="mean; weighted: weights proportional to 1 / validation MAE; mixture: the mixture of "
+                         "Gaussian-head members' distributions (default mean)")
     en.add_argument("--output", required=True, help="output directory (metrics.json, members.md)")
     en.add_argument("--device", default=None)
     common(en)
