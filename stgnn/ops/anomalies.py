@@ -60,6 +60,7 @@ from stgnn.data.custom import read_series_table
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.graph import SensorGraph
 from stgnn.training.checkpoint import write_json
+from stgnn.training.config import RunConfig
 from stgnn.training.fingerprint import align_sensors
 from stgnn.training.trainer import Experiment
 
@@ -186,8 +187,8 @@ def _forecast_bands(exp: Experiment, starts: Tensor, step: int, batch_size: int,
     return np.concatenate(points), np.concatenate(lows), np.concatenate(highs)
 
 
-def interval_level(exp: Experiment, settings: AnomalySettings) -> float | None:
-    """The interval level a scan of ``exp``'s model uses, or ``None`` for a point model (z-scores).
+def interval_level(config: RunConfig, settings: AnomalySettings) -> float | None:
+    """The interval level a scan of ``config``'s model uses, or ``None`` for a point model (z-scores).
 
     A probabilistic model uses ``settings.interval``, by default 0.99 where its head gives it
     (Gaussian), else the widest central interval its quantile levels hold.
@@ -195,21 +196,21 @@ def interval_level(exp: Experiment, settings: AnomalySettings) -> float | None:
     Raises:
         ValueError: ``settings.interval`` given for a point model, or a level the head cannot give.
     """
-    kind = exp.config.head.kind
+    kind = config.head.kind
     if kind == "point":
         if settings.interval is not None:
-            raise ValueError(f"--interval: the {exp.config.model} checkpoint forecasts points (no intervals); "
+            raise ValueError(f"--interval: the {config.model} checkpoint forecasts points (no intervals); "
                              "its alerts use residual z-scores (--threshold)")
         return None
     if settings.interval is not None:
         level = settings.interval
     elif kind == "quantile":
-        levels = exp.config.head.quantiles
+        levels = config.head.quantiles
         level = min(0.99, 1.0 - 2.0 * max(levels[0], 1.0 - levels[-1]))
     else:
         level = 0.99
     if kind == "quantile":
-        levels = exp.config.head.quantiles
+        levels = config.head.quantiles
         if not (levels[0] <= (1 - level) / 2 + 1e-12 and (1 + level) / 2 - 1e-12 <= levels[-1]):
             raise ValueError(f"--interval {level:g}: the quantile head predicts levels {levels}, which hold "
                              f"central intervals up to {1.0 - 2.0 * max(levels[0], 1.0 - levels[-1]):g}")
@@ -381,7 +382,7 @@ def detect_anomalies(exp: Experiment, series: TrafficDataset, settings: AnomalyS
                          "score one forecast feature")
     if series.node_ids != exp.dataset.node_ids:
         raise ValueError(f"{series.source}: sensors are not in the model's order (read it with read_series)")
-    level = interval_level(exp, settings)
+    level = interval_level(exp.config, settings)
     if level is None and stats is None:
         stats = residual_statistics(exp, settings)
     scan = Experiment.build(exp.config, dataset=series, scaler=exp.data.scaler)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import standins
+import torch
 
 from stgnn.cli import main
 from stgnn.ops.anomalies import (
@@ -173,32 +174,43 @@ def test_a_model_reading_several_features_is_refused(tmp_path):
 def test_probabilistic_models_alert_outside_their_forecast_interval(tmp_path, capsys):
     series, locations = standins.write_custom(tmp_path / "data", t=400, n=3)
     run = tmp_path / "run"
-    assert main(["train", "--model", "lstm", "--head", "quantile", "--quantiles", "0.05", "0.5", "0.95",
-                 "--series", str(series), "--locations", str(locations), "--epochs", "2", "--max-batches", "4",
-                 "--output", str(run), "--quiet"]) == 0
+    assert main(["train", "--model", "lstm", "--head", "gaussian", "--series", str(series), "--locations",
+                 str(locations), "--epochs", "2", "--max-batches", "8", "--output", str(run), "--quiet"]) == 0
     frame = pd.read_csv(series)
     frame.iloc[300, 2] *= 3.0  # sensor S1
     frame.to_csv(tmp_path / "scan.csv", index=False)
     out = tmp_path / "alerts"
-    base = ["anomalies", "--checkpoint", str(run / "checkpoint.pt"), "--series", str(tmp_path / "scan.csv"),
-            "--output", str(out), "--quiet"]
-    assert main(base) == 0
-    assert "outside the central 0.9 forecast interval" in capsys.readouterr().out
+    assert main(["anomalies", "--checkpoint", str(run / "checkpoint.pt"), "--series", str(tmp_path / "scan.csv"),
+                 "--output", str(out), "--max-plots", "0", "--quiet"]) == 0
+    assert "outside the central 0.99 forecast interval" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["spike_drop_test"] == "outside the central 0.9 forecast interval"
+    assert summary["spike_drop_test"] == "outside the central 0.99 forecast interval" and summary["plots"] == []
     alerts = pd.read_csv(out / "alerts.csv", parse_dates=["time"])
     hit = alerts[(alerts["sensor"] == "S1") & (alerts["time"] == pd.Timestamp(frame["timestamp"].iloc[300]))]
     assert hit["kind"].tolist() == ["spike"] and float(hit["score"].iloc[0]) > 1
-    residual = alerts[alerts["kind"].isin(["spike", "drop"])]
-    assert (residual["score"].abs() > 1).all()
-    # the interval really is the head's: every alert lies outside it, and nothing inside alerts
+    assert (alerts.loc[alerts["kind"].isin(["spike", "drop"]), "score"].abs() > 1).all()
+    # the interval really is the head's: a reading alerts exactly where it lies outside it
     exp, _ = experiment_from_checkpoint(run / "checkpoint.pt")
-    found = detect_anomalies(exp, read_series(tmp_path / "scan.csv", exp), AnomalySettings())
+    found = detect_anomalies(exp, read_series(tmp_path / "scan.csv", exp), AnomalySettings(clean_steps=0))
     flagged = np.isin(found.kind, ["spike", "drop"])
     outside = (found.observed > found.high) | (found.observed < found.low)
-    assert found.level == pytest.approx(0.9) and (flagged == (outside & (found.kind != "stuck"))).all()
-    assert main([*base, "--interval", "0.99"]) == 2
-    assert "--interval 0.99: the quantile head predicts levels [0.05, 0.5, 0.95]" in capsys.readouterr().err
+    assert found.level == pytest.approx(0.99) and (flagged == outside).all()
+    low, high = exp.predict_distribution(exp.data.batch(torch.tensor([300 - 12]))).interval(0.99)
+    assert found.high[300, 1] == pytest.approx(float(high[0, 0, 1, 0]), rel=1e-5)  # no replaced input before 300
+
+
+def test_interval_levels_of_heads():
+    from stgnn.ops.anomalies import interval_level
+    from stgnn.training.config import RunConfig
+
+    quantile = RunConfig.from_dict({"model": "lstm", "head": {"kind": "quantile", "quantiles": [0.05, 0.5, 0.95]}})
+    assert interval_level(quantile, AnomalySettings()) == pytest.approx(0.9)
+    assert interval_level(quantile, AnomalySettings(interval=0.8)) == 0.8
+    with pytest.raises(ValueError, match=r"--interval 0.99: the quantile head predicts levels \[0.05, 0.5, 0.95\]"):
+        interval_level(quantile, AnomalySettings(interval=0.99))
+    gaussian = RunConfig.from_dict({"model": "lstm", "head": {"kind": "gaussian"}})
+    assert interval_level(gaussian, AnomalySettings()) == 0.99
+    assert interval_level(RunConfig(), AnomalySettings()) is None
 
 
 def test_interval_is_refused_for_a_point_model(los_loop, capsys):
