@@ -85,9 +85,9 @@ def cluster_graph(edge_index: Tensor, cluster: Tensor, num_clusters: int,
     cs, cd = cluster[src], cluster[dst]
     keep = cs != cd
     key, count = torch.unique(cd[keep] * num_clusters + cs[keep], return_counts=True)  # sorted by (target, source)
-    if max_neighbours is not None:
-        if max_neighbours < 1:
-            raise ValueError(f"max_neighbours must be >= 1, got {max_neighbours}")
+    if max_neighbours is not None and max_neighbours < 1:
+        raise ValueError(f"max_neighbours must be >= 1, got {max_neighbours}")
+    if max_neighbours is not None and key.numel():
         target = key // num_clusters
         # order by target, then most edges first, then source id (key is already sorted by target, source)
         order = torch.argsort(target * (int(count.max()) + 1) + (int(count.max()) - count), stable=True)

@@ -157,6 +157,8 @@ def test_cluster_graph_and_bad_arguments():
     assert cluster_graph(star, cl, 4, max_neighbours=1).tolist() == [[2, 0], [0, 1]]
     with pytest.raises(ValueError, match="max_neighbours must be >= 1"):
         cluster_graph(star, cl, 4, max_neighbours=0)
+    # one cluster (a small graph): no edges between clusters, with or without the cap
+    assert cluster_graph(ei, torch.zeros(5, dtype=torch.long), 1, max_neighbours=2).shape == (2, 0)
     with pytest.raises(ValueError, match="cluster_size must be >= 1"):
         neighbourhood_partition(ei, 5, 0)
     with pytest.raises(ValueError, match=r"node ids outside \[0, 4\)"):
