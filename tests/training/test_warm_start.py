@@ -13,6 +13,8 @@ import torch
 from stgnn.cli import main
 from stgnn.models import ModelSpec, build_model
 from stgnn.training.checkpoint import load_checkpoint
+from stgnn.training.config import RunConfig
+from stgnn.training.trainer import build_forecaster
 from stgnn.training.warm_start import per_node_tensors
 
 TINY = "[model_params]\nchannels = [8, 4, 8]\noutput_channels = [8, 8]\ndropout = 0.0\n"
@@ -51,6 +53,10 @@ def test_per_node_tensors_are_found_by_shape():
     assert per_node_tensors(lambda s: build_model("gwnet", s), spec) == {"adaptive.source_embedding",
                                                                           "adaptive.target_embedding"}
     assert per_node_tensors(lambda s: build_model("dcrnn", s), spec) == set()
+    # a model wrapped in a probabilistic head: the same tensors, under the wrapper's names
+    headed = RunConfig.from_dict({"model": "gwnet", "head": {"kind": "gaussian"}})
+    assert per_node_tensors(lambda s: build_forecaster(headed, s), spec) == {"base.adaptive.source_embedding",
+                                                                             "base.adaptive.target_embedding"}
 
 
 def test_transfer_to_another_network_with_frozen_first_block(source, capsys):
