@@ -54,11 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         if stgnn(argv_ens) != 0:
             return 1
         result = json.loads((out / "metrics.json").read_text())
-        best = min(m["horizons"]["average"]["mae"] for m in result["members"])
-        ens = result["horizons"]["average"]["mae"]
-        verdict = ("beats" if ens < best else "does not beat") + f" the best member ({ens:.3f} vs {best:.3f} MAE)"
+        verdicts = []
+        for key in ("mae", "rmse", "mape"):
+            best = min(m["horizons"]["average"][key] for m in result["members"])
+            ens = result["horizons"]["average"][key]
+            verdicts.append(f"{key.upper()} {ens:.3f} vs {best:.3f} ({'beaten' if ens < best else 'not beaten'})")
         sections.append(f"### {method}: {result['weight_formula']}\n\n{comparison_table(result)}\n\n"
-                        f"The {method} ensemble {verdict}.\n")
+                        f"The {method} ensemble against the best member in each metric (average over the 12 "
+                        f"horizons): {'; '.join(verdicts)}.\n")
     text = (
         "# Ensembles on Los-loop\n\n"
         f"Shortened runs (members: {', '.join(args.members)} as MODEL:EPOCHS:SEED, CPU, {args.threads} "
