@@ -58,7 +58,7 @@ from stgnn.protocols.tgcn import PROTOCOL_SETTINGS
 from stgnn.published import published_for
 from stgnn.report import horizon_table, interval_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
-from stgnn.training.checkpoint import load_checkpoint, write_json
+from stgnn.training.checkpoint import environment, load_checkpoint, write_json
 from stgnn.training.config import (
     COVARIATE_KEYS,
     CUSTOM_GRAPH_KEYS,
@@ -584,6 +584,7 @@ def _cmd_anomalies(args: argparse.Namespace) -> int:
     summary = write_report(detection, args.output, settings, max_plots=args.max_plots, units=exp.dataset.units,
                            source={"checkpoint": str(args.checkpoint), "series": str(args.series),
                                    "command": shlex.join(["stgnn", *args.argv])})
+    write_json(Path(args.output) / "environment.json", environment(exp.device))
     counts = ", ".join(f"{n} {k}" for k, n in summary["alerts"].items())
     print(f"{series.num_steps} steps x {series.num_nodes} sensors scanned: {counts} "
           f"({summary['flagged_sensors']} sensors flagged; spike/drop: {summary['spike_drop_test']})")
@@ -605,11 +606,13 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     result["command"] = shlex.join(["stgnn", *args.argv])
     out = Path(args.output)
     write_json(out / "metrics.json", result)
+    write_json(out / "environment.json", environment(members[0][1].device))
     table = comparison_table(result)
     (out / "members.md").write_text(table + "\n")
     ref = members[0][1]
     _print_table(result, ref.dataset.name, f"ensemble ({args.method}) of {len(members)}", ref.dataset.interval_minutes)
-    print(f"\ntest split, members and ensemble:\n\n{table}\n\nwrote {out / 'metrics.json'} and {out / 'members.md'}")
+    print(f"\ntest split, members and ensemble:\n\n{table}\n\nwrote {out / 'metrics.json'}, {out / 'members.md'} "
+          f"and {out / 'environment.json'}")
     return 0
 
 

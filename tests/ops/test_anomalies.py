@@ -83,6 +83,7 @@ def test_planted_anomalies_are_found_on_los_loop(los_loop, capsys):
     spikes = alerts[alerts["kind"] == "spike"]
     assert (spikes["observed"] > spikes["expected"]).all() and (spikes["score"] > 6).all()
     summary = json.loads((out / "summary.json").read_text())
+    assert "torch" in json.loads((out / "environment.json").read_text())["packages"]
     flagged = alerts["sensor"].nunique()
     assert summary["flagged_sensors"] == flagged and len(summary["plots"]) == 3
     assert len(summary["not_plotted"]) == flagged - 3 and "not plotted (--max-plots 3)" in printed

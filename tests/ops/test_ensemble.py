@@ -65,6 +65,7 @@ def test_ensemble_cli_equals_the_weighted_mean_of_member_forecasts(runs, capsys)
     assert result["horizons"]["average"]["mae"] == pytest.approx(float(mae), rel=1e-5)
     assert set(result["horizons"]) == {"3", "6", "12", "average"} and result["method"] == "weighted"
     assert (out / "members.md").read_text().count("\n") == 2 + len(ckpts) + 1
+    assert "torch" in json.loads((out / "environment.json").read_text())["packages"]
 
 
 def test_ensemble_matches_sensors_by_id(runs):
