@@ -232,7 +232,7 @@ def residual_statistics(exp: Experiment, settings: AnomalySettings) -> ResidualS
     predicted = _forecasts(exp, starts, h - 1, exp.config.train.eval_batch_size)
     targets = (starts + length + h - 1).numpy()
     observed = exp.data.mask[targets].numpy()
-    truth = exp.data.targets[targets, :, 0].numpy()
+    truth = exp.data.targets_at(torch.from_numpy(targets))[0][:, :, 0].numpy()
     residual = torch.from_numpy(np.where(observed, truth - predicted, np.nan).astype(np.float64))
     if not observed.any():
         raise ValueError(f"{exp.dataset.source}: the training period has no observed readings to fit "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -71,7 +72,10 @@ def test_models_that_accept_covariates_read_every_input_channel(name, single_thr
     model = build_model(name, spec).eval()
     edge_index = torch.tensor([[0, 1, 2, 3, 1], [1, 2, 3, 0, 3]])
     x = torch.randn(2, 12, 4, 3, requires_grad=True)
-    model(x, edge_index).square().sum().backward()
+    extra = {}
+    if "time_slot" in inspect.signature(model.forward).parameters:  # models with time-of-day embeddings
+        extra["time_slot"] = torch.arange(12).repeat(2, 1)
+    model(x, edge_index, **extra).square().sum().backward()
     assert x.grad is not None
     assert x.grad[..., 2].abs().sum() > 0, f"{name} ignores its last input channel"
 
