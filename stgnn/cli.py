@@ -16,7 +16,7 @@ Commands::
     stgnn plot     --checkpoint FILE [--sensors 0,5 | --sensors ID,...] [--horizon 3] --output DIR
     stgnn explain  --checkpoint FILE --sensor ID --time T [--horizon 1] --output DIR
     stgnn anomalies --checkpoint FILE --series FILE [--threshold Z] --output DIR
-    stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted] --output DIR
+    stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted|mixture] --output DIR
     stgnn serve    --checkpoint FILE [--onnx FILE] [--host 127.0.0.1] [--port 8000] [--max-batch N] [--max-wait-ms MS]
     stgnn export   --checkpoint FILE --format onnx|torchscript [--quantize dynamic] --output FILE
     stgnn federated [--model NAME] [--dataset NAME | --config FILE] --clients K --rounds R [--local-epochs E]
@@ -67,7 +67,7 @@ from stgnn.protocols.tgcn import PROTOCOL_SETTINGS
 from stgnn.published import published_for
 from stgnn.report import horizon_table, interval_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
-from stgnn.training.checkpoint import load_checkpoint, write_json
+from stgnn.training.checkpoint import environment, load_checkpoint, write_json
 from stgnn.training.config import (
     COVARIATE_KEYS,
     CUSTOM_GRAPH_KEYS,
@@ -681,7 +681,7 @@ def _cmd_anomalies(args: argparse.Namespace) -> int:
     if args.max_plots < 0:
         raise UsageError(f"--max-plots: must be >= 0, got {args.max_plots}")
     settings = AnomalySettings(threshold=args.threshold, horizon=args.horizon, slot_minutes=args.slot_minutes,
-                               stuck_steps=args.stuck_steps, min_dropout=args.min_dropout)
+                               stuck_steps=args.stuck_steps, min_dropout=args.min_dropout, interval=args.interval)
     _check_writable(Path(args.output), "--output")
     exp = _from_checkpoint(args)
     settings.check(exp.spec.horizon)
@@ -691,9 +691,10 @@ def _cmd_anomalies(args: argparse.Namespace) -> int:
     summary = write_report(detection, args.output, settings, max_plots=args.max_plots, units=exp.dataset.units,
                            source={"checkpoint": str(args.checkpoint), "series": str(args.series),
                                    "command": shlex.join(["stgnn", *args.argv])})
+    write_json(Path(args.output) / "environment.json", environment(exp.device))
     counts = ", ".join(f"{n} {k}" for k, n in summary["alerts"].items())
     print(f"{series.num_steps} steps x {series.num_nodes} sensors scanned: {counts} "
-          f"({summary['flagged_sensors']} sensors flagged)")
+          f"({summary['flagged_sensors']} sensors flagged; spike/drop: {summary['spike_drop_test']})")
     print(f"wrote {Path(args.output) / 'alerts.csv'}, {Path(args.output) / 'summary.json'} and "
           f"{len(summary['plots'])} plots in {Path(args.output) / 'plots'}")
     if summary["not_plotted"]:
@@ -712,11 +713,13 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     result["command"] = shlex.join(["stgnn", *args.argv])
     out = Path(args.output)
     write_json(out / "metrics.json", result)
+    write_json(out / "environment.json", environment(members[0][1].device))
     table = comparison_table(result)
     (out / "members.md").write_text(table + "\n")
     ref = members[0][1]
     _print_table(result, ref.dataset.name, f"ensemble ({args.method}) of {len(members)}", ref.dataset.interval_minutes)
-    print(f"\ntest split, members and ensemble:\n\n{table}\n\nwrote {out / 'metrics.json'} and {out / 'members.md'}")
+    print(f"\ntest split, members and ensemble:\n\n{table}\n\nwrote {out / 'metrics.json'}, {out / 'members.md'} "
+          f"and {out / 'environment.json'}")
     return 0
 
 
@@ -918,6 +921,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CSV/Parquet readings to scan: a timestamp column, then one column per trained sensor")
     an.add_argument("--threshold", type=float, default=4.0,
                     help="robust |z| of the forecast residual above which a reading alerts (default 4)")
+    an.add_argument("--interval", type=float, metavar="LEVEL",
+                    help="probabilistic models: alert outside this central forecast interval (default 0.99, or "
+                         "the widest a quantile head holds); point models use --threshold")
     an.add_argument("--horizon", type=int, default=1, help="forecast step whose residual is scored (default 1)")
     an.add_argument("--slot-minutes", type=int, default=60,
                     help="time-of-day slot width of the residual statistics (default 60)")
@@ -934,8 +940,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     en = sub.add_parser("ensemble", help="combine checkpoints of the same data and evaluate the ensemble")
     en.add_argument("--checkpoints", nargs="+", required=True, help="two or more checkpoints of the same data")
-    en.add_argument("--method", choices=["mean", "weighted"], default="mean",
-                    help="mean, or weighted: weights proportional to 1 / validation MAE (default mean)")
+    en.add_argument("--method", choices=["mean", "weighted", "mixture"], default="mean",
+                    help="mean; weighted: weights proportional to 1 / validation MAE; mixture: the mixture of "
+                         "Gaussian-head members' distributions (default mean)")
     en.add_argument("--output", required=True, help="output directory (metrics.json, members.md)")
     en.add_argument("--device", default=None)
     common(en)

@@ -118,6 +118,13 @@ def load_data(cfg: RunConfig, root: str | os.PathLike[str] | None = None) -> Tra
     return load_dataset(cfg.dataset, root)
 
 
+def build_forecaster(cfg: RunConfig, spec: ModelSpec) -> Forecaster:
+    """The model ``cfg`` describes for ``spec`` (wrapped in its probabilistic head, if any)."""
+    if cfg.head.kind == "point":
+        return build_model(cfg.model, spec, **cfg.model_params)
+    return DistributionalForecaster(MODELS[cfg.model], spec, cfg.head.kind, cfg.head.quantiles, **cfg.model_params)
+
+
 @dataclass
 class Experiment:
     """A dataset windowed for a model: what training and evaluation need."""
@@ -185,11 +192,7 @@ class Experiment:
         )
         device = select_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
-        if cfg.head.kind == "point":
-            model = build_model(cfg.model, spec, **cfg.model_params).to(device)
-        else:
-            model = DistributionalForecaster(MODELS[cfg.model], spec, cfg.head.kind, cfg.head.quantiles,
-                                             **cfg.model_params).to(device)
+        model = build_forecaster(cfg, spec).to(device)
         return cls(
             cfg, ds, data, spec, model, device,
             ds.graph.edge_index.to(device), ds.graph.edge_weight.to(device),
@@ -354,7 +357,8 @@ class Trainer:
             raise ValueError(f"train.optimizer {tc.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         self.warm_start: WarmStart | None = None
         if tc.init_from:  # before the optimiser is built: frozen parameters are left out of it
-            self.warm_start = warm_start(exp.model, self.cfg, exp.spec, exp.dataset.node_ids, tc.init_from, tc.freeze)
+            self.warm_start = warm_start(exp.model, self.cfg, exp.spec, exp.dataset.node_ids, tc.init_from, tc.freeze,
+                                         lambda spec: build_forecaster(self.cfg, spec))
             self.log(self.warm_start.summary())
         self.params = [p for p in exp.model.parameters() if p.requires_grad]
         self.optimizer = (
