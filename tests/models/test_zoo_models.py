@@ -178,16 +178,16 @@ def test_attention_maps_recorded_only_when_asked():
 
 
 def test_fusion_without_attention_is_not_an_attention_model():
-    from stgnn.explain.maps import records_attention
+    from stgnn.explain.maps import attention_recorder
 
     plain = make("fusion", dict(SMALL_FUSION, temporal="gru", spatial="diffusion", fusion="gate"))
-    assert not plain.has_attention and not hasattr(plain, "record_attention") and not records_attention(plain)
+    assert not plain.has_attention and not hasattr(plain, "record_attention") and attention_recorder(plain) is None
     with pytest.raises(ValueError, match="has no attention to record"):
         plain.record_attention = True
     plain.record_attention = False  # switching off is harmless
     for kw in (dict(temporal="transformer"), dict(spatial="graph_attention"), dict(fusion="attention")):
         model = make("fusion", {**SMALL_FUSION, "temporal": "gru", "spatial": "gcn", "fusion": "concat", **kw})
-        assert model.has_attention and records_attention(model) and model.record_attention is False
+        assert model.has_attention and attention_recorder(model) is model and model.record_attention is False
 
 
 def test_stpatch_records_the_clusters_of_the_nodes():
