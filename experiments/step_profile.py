@@ -9,8 +9,8 @@ hides a few-percent regression.  This script records what does not depend on the
   input shapes (``torch.profiler`` with ``record_shapes``).  Two versions that run the same
   multiset of (operator, shapes) do the same arithmetic.
 * ``overhead_ms``: the Python/dispatch cost per step, measured on benchmark.py's random graph
-  with 8 nodes and batch 1 (where arithmetic is negligible) as the minimum CPU time (``time.process_time``) of ``--repeats``
-  steps, single-threaded; the minimum is the least load-sensitive statistic.
+  with 8 nodes and batch 1 (where arithmetic is negligible) as the minimum CPU time
+  (``time.process_time``) of ``--repeats`` steps, single-threaded; the minimum is the least load-sensitive statistic.
 
 Usage (the version measured is the ``stgnn`` that Python imports; the models are built by the
 ``benchmark.py`` of that checkout)::

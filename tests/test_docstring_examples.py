@@ -11,7 +11,10 @@ MODULES = [
     "stgnn.models.baselines", "stgnn.models.stgcn",
     "stgnn.models.dcrnn", "stgnn.models.gwnet", "stgnn.metrics", "stgnn.data.graph",
     "stgnn.data.integrity", "stgnn.training.schedules", "stgnn.training.runlock",
-    "stgnn.models.tgcn", "stgnn.protocols.tgcn", "stgnn.distributions", "stgnn.models.heads",
+    "stgnn.models.tgcn", "stgnn.protocols.tgcn", "stgnn.explain.attribution", "stgnn.explain.maps",
+    "stgnn.nn.attention", "stgnn.nn.partition", "stgnn.models.fusion", "stgnn.models.transformer",
+    "stgnn.models.stpatch", "stgnn.data.impute", "stgnn.data.partition",
+    "stgnn.distributions", "stgnn.models.heads",
 ]
 
 

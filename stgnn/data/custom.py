@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import warnings
 from collections import Counter
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+from stgnn.data.covariates import UserCovariates, align_time_covariates, node_attribute_table
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.graph import SensorGraph
 from stgnn.data.graph_io import _existing_file, coordinates_table, read_dense_csv
@@ -247,6 +250,8 @@ def load_custom(
     resample: bool = False,
     split: tuple[float, float, float] = (0.7, 0.1, 0.2),
     units: str = "",
+    time_covariates: PathLike | None = None,
+    node_attributes: PathLike | None = None,
 ) -> TrafficDataset:
     """Build a dataset from your own readings and exactly one graph description.
 
@@ -267,6 +272,10 @@ def load_custom(
         resample: Put off-grid timestamps onto the grid (see :func:`read_series_table`).
         split: Chronological (train, val, test) fractions.
         units: Units of the readings, for reports.
+        time_covariates: CSV / Parquet of covariates by timestamp, global or per sensor
+            (layouts in :mod:`stgnn.data.covariates`); fed to the model as extra inputs.
+        node_attributes: CSV / Parquet of static attributes by sensor id (text columns
+            one-hot encoded); fed to the model as extra inputs.
 
     Raises:
         ValueError: not exactly one graph source, ids that do not match the series, or a
@@ -297,7 +306,19 @@ def load_custom(
     else:
         graph = SensorGraph.from_dense(read_dense_csv(path), ids, source=str(path))
     graph.check_nodes(ids, source=str(series))
-    return TrafficDataset.from_arrays(
+    extra = None
+    if time_covariates is not None or node_attributes is not None:
+        time_values, time_names = (
+            align_time_covariates(read_table(Path(time_covariates)), time_covariates, stamps, ids)
+            if time_covariates is not None else (None, ()))
+        node_values, node_names = (
+            node_attribute_table(read_table(Path(node_attributes)), node_attributes, ids)
+            if node_attributes is not None else (None, ()))
+        extra = UserCovariates(
+            None if time_values is None else torch.from_numpy(time_values.astype(np.float32)), time_names,
+            None if node_values is None else torch.from_numpy(node_values.astype(np.float32)), node_names,
+        )
+    dataset = TrafficDataset.from_arrays(
         name or Path(series).stem,
         values,
         graph,
@@ -309,3 +330,4 @@ def load_custom(
         split=split,
         missing_zero=zero_is_missing,
     )
+    return dataset if extra is None else dataclasses.replace(dataset, user_covariates=extra)

@@ -11,9 +11,12 @@ from __future__ import annotations
 from stgnn.models.base import Batch, Forecaster, ModelSpec
 from stgnn.models.baselines import FCLSTM, HistoricalAverage, LastValue
 from stgnn.models.dcrnn import DCRNN
+from stgnn.models.fusion import Fusion
 from stgnn.models.gwnet import GraphWaveNet
 from stgnn.models.stgcn import STGCN
+from stgnn.models.stpatch import STPatch
 from stgnn.models.tgcn import GCN, GRU, TGCN
+from stgnn.models.transformer import STTransformer
 
 __all__ = ["MODELS", "Batch", "Forecaster", "ModelSpec", "build_model"]
 
@@ -27,6 +30,9 @@ MODELS: dict[str, type[Forecaster]] = {
     "tgcn": TGCN,
     "gru": GRU,
     "gcn": GCN,
+    "fusion": Fusion,
+    "transformer": STTransformer,
+    "stpatch": STPatch,
 }
 
 

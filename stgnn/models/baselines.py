@@ -33,6 +33,7 @@ class HistoricalAverage(Forecaster):
     """
 
     trainable: ClassVar[bool] = False
+    accepts_covariates: ClassVar[bool] = False  # forecasts from time slots, never reads x
     table: Tensor
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -87,6 +88,7 @@ class LastValue(Forecaster):
     """
 
     trainable: ClassVar[bool] = False
+    accepts_covariates: ClassVar[bool] = False  # repeats the readings, ignores other channels
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()

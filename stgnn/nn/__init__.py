@@ -10,6 +10,7 @@ Temporal layers take ``[..., T, ..., C]`` with time at ``time_dim`` (default ``-
 """
 
 from stgnn.nn.adaptive import AdaptiveAdjacency
+from stgnn.nn.attention import AxisSelfAttention, GraphAttention, TransformerLayer
 from stgnn.nn.blocks import GraphWaveNetLayer, NodeLayerNorm, STConvBlock
 from stgnn.nn.diffusion import DCGRUCell, DiffusionConv
 from stgnn.nn.dropout import Dropout
@@ -28,10 +29,12 @@ from stgnn.nn.graph_ops import (
     to_edge_index,
     transpose_operator,
 )
+from stgnn.nn.partition import cluster_graph, neighbourhood_partition
 from stgnn.nn.temporal import ChannelAlign, GatedTCN, GatedTemporalConv
 
 __all__ = [
     "AdaptiveAdjacency",
+    "AxisSelfAttention",
     "ChannelAlign",
     "ChebGraphConv",
     "DCGRUCell",
@@ -39,18 +42,22 @@ __all__ = [
     "Dropout",
     "GatedTCN",
     "GatedTemporalConv",
+    "GraphAttention",
     "GraphConv",
     "GraphWaveNetLayer",
     "NodeLayerNorm",
     "Operator",
     "OperatorCache",
     "STConvBlock",
+    "TransformerLayer",
+    "cluster_graph",
     "diffusion_basis",
     "diffusion_coefficients",
     "diffusion_series",
     "get_operator",
     "graph_to_coo",
     "make_operator",
+    "neighbourhood_partition",
     "propagate",
     "to_dense_adjacency",
     "to_edge_index",

@@ -56,11 +56,14 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from stgnn.data.impute import ImputeMethod
+from stgnn.data.ondisk import is_converted
 from stgnn.data.registry import DATASETS
 from stgnn.models import MODELS
 from stgnn.models.heads import DEFAULT_QUANTILES, head_problems
 
 __all__ = [
+    "COVARIATE_KEYS",
     "CUSTOM_GRAPH_KEYS",
     "ConfigError",
     "CustomConfig",
@@ -78,6 +81,9 @@ __all__ = [
 
 CUSTOM_GRAPH_KEYS = ("locations", "distances", "edges", "adjacency")
 """The ``[custom]`` keys that describe the graph; exactly one is given."""
+
+COVARIATE_KEYS = ("time_covariates", "node_attributes")
+"""The ``[custom]`` keys of user covariate files (optional; see :mod:`stgnn.data.covariates`)."""
 
 
 class ConfigError(ValueError):
@@ -120,6 +126,15 @@ class DataConfig(_Section):
     )
     target_features: list[NonNegativeInt] = Field(
         default_factory=lambda: [0], min_length=1, description="Reading features (indices) to forecast."
+    )
+    impute: ImputeMethod = Field(
+        "none",
+        description=(
+            "How missing input readings are filled before the model sees them: none (the stored value, 0), "
+            "linear (in time, inside the input window), historical (the sensor's time-of-day mean) or "
+            "neighbours (graph neighbours' weighted deviations from their time-of-day means); statistics "
+            "fitted on the training period only. Targets are never imputed (the metrics mask them)."
+        ),
     )
     null_value: float | None = Field(
         None,
@@ -200,7 +215,16 @@ class TrainConfig(_Section):
     )
     seed: NonNegativeInt = Field(0, description="Seed for weights, shuffling and dropout.")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, mps.")
-    amp: bool = Field(False, description="Mixed precision (bfloat16 autocast) on CUDA; ignored on CPU.")
+    amp: bool = Field(
+        False,
+        description=(
+            "Mixed precision on CUDA: bfloat16 autocast where the GPU supports it, else float16 with "
+            "a gradient scaler; ignored on CPU."
+        ),
+    )
+    compile: bool = Field(
+        False, description="Compile the model with torch.compile (eager first call, then compiled)."
+    )
     teacher_forcing: Literal["none", "inverse_sigmoid"] = Field(
         "none", description="none or inverse_sigmoid (scheduled sampling, DCRNN)."
     )
@@ -212,6 +236,30 @@ class TrainConfig(_Section):
         0, description="Stop each training epoch after this many batches (0 = all); for quick runs and tests."
     )
     num_threads: NonNegativeInt = Field(0, description="Torch intra-op threads (0 = torch's default).")
+    sampling: Literal["full", "partition"] = Field(
+        "full",
+        description=(
+            "full: every training step runs on the whole graph; partition: each batch of windows is split into "
+            "one step per graph part (with its halo), loss on the part's own nodes (graphs too large for a "
+            "full-graph step; evaluation stays on the full graph)."
+        ),
+    )
+    partitions: PositiveInt = Field(8, description="Graph parts for sampling = 'partition'.")
+    halo_hops: NonNegativeInt = Field(
+        2, description="Hops of neighbours added around each part (sampling = 'partition')."
+    )
+    init_from: str = Field(
+        "",
+        description=(
+            "A checkpoint whose weights start this run, matched by name and shape; per-node tensors are "
+            "re-initialised unless the sensors are the same (see stgnn.training.warm_start); empty = none. "
+            "A relative path in a config file is taken relative to that file."
+        ),
+    )
+    freeze: list[str] = Field(
+        default_factory=list,
+        description="fnmatch patterns of parameter names not to train, e.g. 'blocks.0.*' (needs init_from).",
+    )
 
     @field_validator("device")
     @classmethod
@@ -229,6 +277,8 @@ class TrainConfig(_Section):
     def _schedule_needs_milestones(self) -> TrainConfig:
         if self.lr_schedule == "multistep" and not self.lr_milestones:
             raise ValueError("lr_schedule = 'multistep' needs lr_milestones")
+        if self.freeze and not self.init_from:
+            raise ValueError("freeze needs init_from (frozen parameters would keep their random initialisation)")
         return self
 
 
@@ -315,6 +365,21 @@ class CustomConfig(_Section):
         ),
     )
     units: str = Field("", description="Units of the readings, for reports.")
+    time_covariates: str | None = Field(
+        None,
+        description=(
+            "CSV / Parquet covariates by time, fed to the model as extra inputs: a timestamp column, then one "
+            "column per covariate (global), or timestamp, sensor_id, covariates (per sensor); see "
+            "stgnn.data.covariates."
+        ),
+    )
+    node_attributes: str | None = Field(
+        None,
+        description=(
+            "CSV / Parquet static sensor attributes, fed to the model as extra inputs: a sensor_id column, then "
+            "one column per attribute (text columns are one-hot encoded)."
+        ),
+    )
 
     def given(self) -> dict[str, Any]:
         """The keys that are set (not ``None``), as keyword arguments of ``load_custom``."""
@@ -329,6 +394,9 @@ class CustomConfig(_Section):
             )
         if self.series is None and graphs:
             raise ValueError(f"{', '.join(graphs)} given without series")
+        extra = [k for k in COVARIATE_KEYS if getattr(self, k) is not None]
+        if self.series is None and extra:
+            raise ValueError(f"{', '.join(extra)} given without series (covariates are for own data)")
         return self
 
 
@@ -337,7 +405,11 @@ class RunConfig(_Section):
 
     model: str = Field("lstm", description="Registered model name (see stgnn.models.MODELS).")
     dataset: str = Field(
-        "los-loop", description="Registered dataset name, or 'custom' with the [custom] section set."
+        "los-loop",
+        description=(
+            "Registered dataset name, 'custom' with the [custom] section set, or the folder of a dataset "
+            "converted by `stgnn datasets convert` (memory-mapped)."
+        ),
     )
     data: DataConfig = Field(default_factory=DataConfig, description="Window / split / feature settings.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation settings.")
@@ -357,8 +429,9 @@ class RunConfig(_Section):
     @field_validator("dataset")
     @classmethod
     def _registered_dataset(cls, value: str) -> str:
-        if value != "custom" and value not in DATASETS:
-            raise ValueError(f"unknown dataset {value!r}; registered: {', '.join(DATASETS)}, or custom")
+        if value != "custom" and value not in DATASETS and not is_converted(value):
+            raise ValueError(f"unknown dataset {value!r}; registered: {', '.join(DATASETS)}, custom, or the "
+                             "folder of a converted dataset (`stgnn datasets convert`)")
         return value
 
     @model_validator(mode="after")
@@ -373,6 +446,11 @@ class RunConfig(_Section):
         problems = head_problems(MODELS[self.model], self.head.kind, self.model_params, self.train.teacher_forcing)
         if problems:
             raise ValueError("\n".join(f"[head] kind = {self.head.kind!r}: {p}" for p in problems))
+        extra = [k for k in COVARIATE_KEYS if getattr(self.custom, k) is not None]
+        if extra and not MODELS[self.model].accepts_covariates:
+            able = sorted(name for name, cls in MODELS.items() if cls.accepts_covariates)
+            raise ValueError(f"[custom] {', '.join(extra)}: model {self.model!r} cannot use covariates (it does not "
+                             f"read extra input features); models that do: {', '.join(able)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -475,7 +553,7 @@ def _check_model_params(model: str, values: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- TOML
-_PATH_KEYS = ("series", *CUSTOM_GRAPH_KEYS)
+_PATH_KEYS = ("series", *CUSTOM_GRAPH_KEYS, *COVARIATE_KEYS)
 
 
 def load_config(path: str | os.PathLike[str], base: RunConfig | None = None) -> RunConfig:
@@ -519,6 +597,10 @@ def parse_toml(text: str, source: str, *, relative_to: Path | None = None) -> di
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML ({exc})") from exc
     custom = raw.get("custom")
+    train = raw.get("train")
+    if relative_to is not None and isinstance(train, dict) and isinstance(train.get("init_from"), str) \
+            and train["init_from"]:
+        train["init_from"] = str((relative_to / Path(train["init_from"]).expanduser()).resolve())
     if relative_to is not None and isinstance(custom, dict):
         for key in _PATH_KEYS:
             if isinstance(custom.get(key), str):
