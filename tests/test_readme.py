@@ -93,6 +93,12 @@ def test_reproduce_example_runs(tmp_path, shared_data):
         assert f"[{model}](los-loop/{model}.md)" in summary
 
 
+def test_larger_than_memory_example_runs(tmp_path, shared_data):
+    _run(_block("stgnn datasets convert"), tmp_path, shared_data)
+    assert (tmp_path / "runs" / "big" / "metrics.json").is_file()
+    assert (tmp_path / "big" / "los-loop" / "stgnn-series.json").is_file()
+
+
 def test_load_dataset_example_runs(shared_data, monkeypatch):
     (code,) = [b for b in _blocks("python") if "from stgnn.data import load_dataset" in b]
     monkeypatch.setenv("STGNN_DATA", str(shared_data))
@@ -103,7 +109,7 @@ def test_load_dataset_example_runs(shared_data, monkeypatch):
 
 def test_every_block_is_covered():
     markers = ("make run", "stgnn datasets list", "make_example.py", "stgnn reproduce", "make test     #",
-               "--head gaussian", "stgnn explain", "torchrun")
+               "--head gaussian", "stgnn explain", "stgnn datasets convert", "torchrun")
     assert all(any(m in b for m in markers) for b in _blocks("bash"))
     assert len(_blocks("python")) == 2
 

@@ -56,6 +56,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from stgnn.data.impute import ImputeMethod
+from stgnn.data.ondisk import is_converted
 from stgnn.data.registry import DATASETS
 from stgnn.models import MODELS
 from stgnn.models.heads import DEFAULT_QUANTILES, head_problems
@@ -124,6 +126,15 @@ class DataConfig(_Section):
     )
     target_features: list[NonNegativeInt] = Field(
         default_factory=lambda: [0], min_length=1, description="Reading features (indices) to forecast."
+    )
+    impute: ImputeMethod = Field(
+        "none",
+        description=(
+            "How missing input readings are filled before the model sees them: none (the stored value, 0), "
+            "linear (in time, inside the input window), historical (the sensor's time-of-day mean) or "
+            "neighbours (graph neighbours' weighted deviations from their time-of-day means); statistics "
+            "fitted on the training period only. Targets are never imputed (the metrics mask them)."
+        ),
     )
     null_value: float | None = Field(
         None,
@@ -225,6 +236,18 @@ class TrainConfig(_Section):
         0, description="Stop each training epoch after this many batches (0 = all); for quick runs and tests."
     )
     num_threads: NonNegativeInt = Field(0, description="Torch intra-op threads (0 = torch's default).")
+    sampling: Literal["full", "partition"] = Field(
+        "full",
+        description=(
+            "full: every training step runs on the whole graph; partition: each batch of windows is split into "
+            "one step per graph part (with its halo), loss on the part's own nodes (graphs too large for a "
+            "full-graph step; evaluation stays on the full graph)."
+        ),
+    )
+    partitions: PositiveInt = Field(8, description="Graph parts for sampling = 'partition'.")
+    halo_hops: NonNegativeInt = Field(
+        2, description="Hops of neighbours added around each part (sampling = 'partition')."
+    )
     init_from: str = Field(
         "",
         description=(
@@ -382,7 +405,11 @@ class RunConfig(_Section):
 
     model: str = Field("lstm", description="Registered model name (see stgnn.models.MODELS).")
     dataset: str = Field(
-        "los-loop", description="Registered dataset name, or 'custom' with the [custom] section set."
+        "los-loop",
+        description=(
+            "Registered dataset name, 'custom' with the [custom] section set, or the folder of a dataset "
+            "converted by `stgnn datasets convert` (memory-mapped)."
+        ),
     )
     data: DataConfig = Field(default_factory=DataConfig, description="Window / split / feature settings.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation settings.")
@@ -402,8 +429,9 @@ class RunConfig(_Section):
     @field_validator("dataset")
     @classmethod
     def _registered_dataset(cls, value: str) -> str:
-        if value != "custom" and value not in DATASETS:
-            raise ValueError(f"unknown dataset {value!r}; registered: {', '.join(DATASETS)}, or custom")
+        if value != "custom" and value not in DATASETS and not is_converted(value):
+            raise ValueError(f"unknown dataset {value!r}; registered: {', '.join(DATASETS)}, custom, or the "
+                             "folder of a converted dataset (`stgnn datasets convert`)")
         return value
 
     @model_validator(mode="after")

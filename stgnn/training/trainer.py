@@ -31,7 +31,9 @@ from tqdm import tqdm
 
 from stgnn.data.custom import load_custom
 from stgnn.data.dataset import TrafficDataset
+from stgnn.data.ondisk import open_converted
 from stgnn.data.readers import load_dataset
+from stgnn.data.registry import DATASETS
 from stgnn.data.windows import StandardScaler, WindowData
 from stgnn.distributions import ForecastDistribution, PointForecast
 from stgnn.metrics import MaskedMetrics, masked_forecast_loss_sum
@@ -49,6 +51,7 @@ from stgnn.training.config import RunConfig, to_toml
 from stgnn.training.distributed import Distributed
 from stgnn.training.fingerprint import align_sensors, data_files, data_fingerprint, fingerprint_changes
 from stgnn.training.runlock import RunLock
+from stgnn.training.sampling import PartitionSampler, check_sampling
 from stgnn.training.schedules import TEACHER_FORCING, curriculum_level
 from stgnn.training.warm_start import WarmStart, warm_start
 
@@ -106,11 +109,20 @@ class NonFiniteLossError(ValueError):
 
 
 def load_data(cfg: RunConfig, root: str | os.PathLike[str] | None = None) -> TrafficDataset:
-    """The dataset a config names: a registered benchmark, or ``custom`` files."""
+    """The dataset a config names: a registered benchmark, ``custom`` files, or a converted (memory-mapped) folder."""
     if cfg.dataset == "custom":  # the schema guarantees a series and one graph file
         c = cfg.custom.given()
         return load_custom(c.pop("series"), **c)
+    if cfg.dataset not in DATASETS:  # the schema admits only a converted folder besides
+        return open_converted(cfg.dataset)
     return load_dataset(cfg.dataset, root)
+
+
+def build_forecaster(cfg: RunConfig, spec: ModelSpec) -> Forecaster:
+    """The model ``cfg`` describes for ``spec`` (wrapped in its probabilistic head, if any)."""
+    if cfg.head.kind == "point":
+        return build_model(cfg.model, spec, **cfg.model_params)
+    return DistributionalForecaster(MODELS[cfg.model], spec, cfg.head.kind, cfg.head.quantiles, **cfg.model_params)
 
 
 @dataclass
@@ -140,6 +152,7 @@ class Experiment:
         dataset: TrafficDataset | None = None,
         scaler: StandardScaler | None = None,
         covariate_scaler: StandardScaler | None = None,
+        input_mask: Tensor | None = None,
     ) -> Experiment:
         """Load data, window it, fit the scaler on train, and build the model.
 
@@ -150,6 +163,9 @@ class Experiment:
             scaler: A fitted scaler to reuse (default: fit on the training windows).
             covariate_scaler: A fitted scaler of the user covariates to reuse (default: fit on
                 the training period).
+            input_mask: ``[T, N]`` readings the model inputs may use (default: the dataset's mask);
+                hidden readings are missing inputs (imputed per ``data.impute``) but still scored
+                as targets; see :class:`~stgnn.data.windows.WindowData`.
         """
         ds = dataset if dataset is not None else load_data(cfg, root)
         dc = cfg.data
@@ -163,6 +179,8 @@ class Experiment:
             target_features=dc.target_features,
             scaler=scaler,
             covariate_scaler=covariate_scaler,
+            impute=dc.impute,
+            input_mask=input_mask,
         )
         spec = ModelSpec(
             num_nodes=ds.num_nodes,
@@ -174,11 +192,7 @@ class Experiment:
         )
         device = select_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
-        if cfg.head.kind == "point":
-            model = build_model(cfg.model, spec, **cfg.model_params).to(device)
-        else:
-            model = DistributionalForecaster(MODELS[cfg.model], spec, cfg.head.kind, cfg.head.quantiles,
-                                             **cfg.model_params).to(device)
+        model = build_forecaster(cfg, spec).to(device)
         return cls(
             cfg, ds, data, spec, model, device,
             ds.graph.edge_index.to(device), ds.graph.edge_weight.to(device),
@@ -228,7 +242,13 @@ class Experiment:
         return self.predict_distribution(batch).point
 
     def evaluate(
-        self, split: str, batch_size: int = 64, progress: bool = False, *, dist: Distributed | None = None
+        self,
+        split: str,
+        batch_size: int = 64,
+        progress: bool = False,
+        *,
+        dist: Distributed | None = None,
+        nodes: Tensor | None = None,
     ) -> MaskedMetrics:
         """Masked metrics over a whole split (sums and counts, divided once).
 
@@ -239,6 +259,7 @@ class Experiment:
             dist: In a data-parallel run, every process evaluates its share of each batch and
                 the sums and counts are all-reduced before dividing (every process returns the
                 metrics of the whole split).
+            nodes: Score only these node indices (e.g. one region of the network); default all.
         """
         metrics = MaskedMetrics(
             horizons=[h for h in (3, 6, 12) if h <= self.spec.horizon] or [self.spec.horizon],
@@ -249,13 +270,18 @@ class Experiment:
         part = None if dist is None else (dist.rank, dist.world_size)
         batches = self.data.batches(split, batch_size, part=part)
         total = -(-self.data.num_windows(split) // batch_size)
+        keep = None  # the nodes scored: the others are masked like missing readings
+        if nodes is not None:
+            keep = torch.zeros(self.spec.num_nodes, dtype=torch.bool, device=self.device)
+            keep[nodes.to(self.device)] = True
         with torch.no_grad():
             for batch in tqdm(batches, total=total, desc=f"eval {split}", leave=False,
                               disable=not progress, file=sys.stderr):
                 batch = self.to_device(batch)
                 with context:
                     pred = self.model.forecast(batch, self.edge_index, self.edge_weight)
-                metrics.update(self.to_raw(pred), batch.y, batch.mask)
+                mask = batch.mask if keep is None else batch.mask & keep
+                metrics.update(self.to_raw(pred), batch.y, mask)
         if dist is not None:
             metrics.load_totals(dist.all_reduce_sums(metrics.totals()))
         return metrics
@@ -331,7 +357,8 @@ class Trainer:
             raise ValueError(f"train.optimizer {tc.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         self.warm_start: WarmStart | None = None
         if tc.init_from:  # before the optimiser is built: frozen parameters are left out of it
-            self.warm_start = warm_start(exp.model, self.cfg, exp.spec, exp.dataset.node_ids, tc.init_from, tc.freeze)
+            self.warm_start = warm_start(exp.model, self.cfg, exp.spec, exp.dataset.node_ids, tc.init_from, tc.freeze,
+                                         lambda spec: build_forecaster(self.cfg, spec))
             self.log(self.warm_start.summary())
         self.params = [p for p in exp.model.parameters() if p.requires_grad]
         self.optimizer = (
@@ -343,6 +370,11 @@ class Trainer:
         self.scaler = grad_scaler(exp.device, self.amp_dtype)
         step: nn.Module = _ForecastStep(exp.model)
         self.net = dist.wrap(step, exp.device) if dist is not None and self.optimizer is not None else step
+        self.sampler: PartitionSampler | None = None
+        if tc.sampling == "partition" and exp.model.trainable:
+            check_sampling(self.cfg.model, exp.model, exp.spec, self.cfg.model_params)
+            self.sampler = PartitionSampler(exp.edge_index, exp.edge_weight, exp.spec.num_nodes, tc.partitions,
+                                            tc.halo_hops, exp.device)
         self.epoch = 0
         self.global_step = 0
         self.best_val = math.inf
@@ -516,15 +548,23 @@ class Trainer:
             "check the data, lower train.lr or set train.clip_grad_norm"
         )
 
-    def _batches(self, epoch: int) -> tuple[Iterator[Batch], int]:
-        tc = self.cfg.train
+    def _batches(self, epoch: int) -> tuple[Iterator[tuple[Batch, Tensor, Tensor]], int]:
+        """The epoch's training steps: ``(batch, edge_index, edge_weight)``, and their number.
+
+        With ``sampling = "partition"`` every batch of windows gives one step per graph part.
+        """
+        tc, exp = self.cfg.train, self.exp
         gen = self._seed_epoch(epoch)
-        total = -(-self.exp.data.num_windows("train") // tc.batch_size)
+        total = -(-exp.data.num_windows("train") // tc.batch_size)
         if tc.max_batches:
             total = min(total, tc.max_batches)
         part = None if self.dist is None else (self.dist.rank, self.dist.world_size)
-        batches = self.exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen, part=part)
-        return (b for _, b in zip(range(total), batches, strict=False)), total
+        batches = exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen, part=part)
+        capped = (b for _, b in zip(range(total), batches, strict=False))
+        if self.sampler is None:
+            return ((b, exp.edge_index, exp.edge_weight) for b in capped), total
+        sampler = self.sampler
+        return (step for b in capped for step in sampler.split(b, gen)), total * len(sampler)
 
     def _loss(self, forecast: ForecastDistribution, y: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """``(loss to back-propagate, the loss of the whole batch)``: the masked mean of
@@ -543,6 +583,23 @@ class Trainer:
         loss = err_sum / (global_count / self.dist.world_size).to(err_sum.dtype)
         return loss, totals[0] / global_count
 
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training windows (``max_batches`` at most), as :meth:`fit` runs it.
+
+        For callers that drive training themselves (a federated client between rounds): no
+        validation, checkpoint or log is written.  ``epoch`` seeds the shuffling and dropout.
+
+        Returns:
+            The mean training loss of the epoch.
+
+        Raises:
+            ValueError: The model is not trained by gradient (it has no optimizer).
+            NonFiniteLossError: A NaN or infinite loss or gradient (epoch and batch named).
+        """
+        if self.optimizer is None:
+            raise ValueError(f"{self.cfg.model} is not trained by gradient descent: nothing to train")
+        return self._train_epoch(epoch)
+
     def _train_epoch(self, epoch: int) -> float:
         exp, tc = self.exp, self.cfg.train
         assert self.optimizer is not None
@@ -552,13 +609,14 @@ class Trainer:
         context = autocast(exp.device, self.amp_dtype)
         loss_sum, count = 0.0, 0
         bar = tqdm(total=total, desc=f"epoch {epoch}", leave=False, disable=not self.progress, file=sys.stderr)
-        for i, batch in enumerate(batches, start=1):
+        for i, (batch, edge_index, edge_weight) in enumerate(batches, start=1):
             batch = exp.to_device(batch)
             tf = schedule(self.global_step, tc.teacher_forcing_tau)
             with context:
-                pred = self.net(batch, exp.edge_index, exp.edge_weight, tf)
+                pred = self.net(batch, edge_index, edge_weight, tf)
             level = curriculum_level(self.global_step, tc.curriculum_steps, exp.spec.horizon)
-            loss, batch_loss = self._loss(exp.to_raw(pred[:, :level]), batch.y[:, :level], batch.mask[:, :level])
+            forecast = exp.to_raw(pred[:, :level])
+            loss, batch_loss = self._loss(forecast, batch.y[:, :level], batch.mask[:, :level])
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)  # clip and check the true gradients (float16 only)

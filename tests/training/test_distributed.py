@@ -261,3 +261,25 @@ def test_metric_totals_of_two_halves_sum_to_the_whole() -> None:
     assert MaskedMetrics().totals() == {}
     with pytest.raises(ValueError, match="totals hold"):
         merged.load_totals({"abs": totals_a["abs"]})
+
+
+def test_probabilistic_metric_totals_of_two_halves_sum_to_the_whole() -> None:
+    from stgnn.distributions import GaussianForecast, QuantileForecast
+
+    g = torch.Generator().manual_seed(1)
+    mean, target = torch.randn(6, 3, 4, 1, generator=g), torch.randn(6, 3, 4, 1, generator=g)
+    scale = torch.rand(6, 3, 4, 1, generator=g) + 0.5
+    mask = torch.rand(6, 3, 4, generator=g) > 0.3
+    quantiles = mean.unsqueeze(-1) + torch.tensor([-1.0, 0.0, 1.0])
+    gaussian = lambda i: GaussianForecast(mean[i], scale[i])  # noqa: E731
+    quantile = lambda i: QuantileForecast((0.1, 0.5, 0.9), quantiles[i])  # noqa: E731
+    for make in (gaussian, quantile):
+        whole, a, b = MaskedMetrics((1, 3)), MaskedMetrics((1, 3)), MaskedMetrics((1, 3))
+        whole.update(make(slice(None)), target, mask)
+        a.update(make(slice(0, 2)), target[:2], mask[:2])
+        b.update(make(slice(2, None)), target[2:], mask[2:])
+        totals_a, totals_b = a.totals(), b.totals()
+        a.load_totals({k: totals_a[k] + totals_b[k] for k in totals_a})
+        for key, value in whole.compute().items():
+            assert a.compute()[key] == pytest.approx(value, nan_ok=True), key
+        assert a.compute()["average"]["crps"] is not None and a.compute()["average"]["coverage_80"] is not None
