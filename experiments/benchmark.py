@@ -43,13 +43,20 @@ process: Python, torch, model, data).  Allocator settings:
 Each run does ``--warmup`` untimed steps, then timed steps until ``--min-steps`` are done and
 ``--min-time`` seconds have passed (at most ``--max-steps``), and reports the median.
 
-Compiled vs eager (``--part compile``): ours, METR-LA size, training step, tuned allocator, for
-``stgcn``, ``dcrnn`` and ``gwnet``: the eager model and ``torch.compile(model.forward)``
-(default mode, graph breaks allowed) measured back to back in the same run.  The compiled child
-runs one eager step first (the models cache their graph operators; ``torch.compile`` cannot
-build them) and reports its first compiled step (compilation) separately; inside the compiled
-region the sparse products are gather + ``index_add`` (Dynamo cannot trace sparse tensors).
-Compiled jobs get five times ``--timeout`` (compiling STGCN took 99 s on the shared 2-core CPU).
+Compiled vs eager (``--part compile``): METR-LA size, training step, tuned allocator, for
+``stgcn-ref``, ``stgcn``, ``dcrnn`` and ``gwnet``: the eager model, the model compiled as
+``stgnn train --compile`` does (:func:`stgnn.training.accelerate.compile_model`: one eager
+forward builds the cached graph operators, then ``model.compile()``, default mode, graph breaks
+allowed) and the reference, measured back to back in the same run, so that compiled/eager and
+compiled/reference are ratios of neighbouring measurements.  The compiled child reports its
+first compiled step (compilation) separately; inside the compiled region the sparse products
+are gather + ``index_add`` (Dynamo cannot trace sparse tensors).  Compiled jobs get five times
+``--timeout`` (compiling STGCN took 99 s on the shared 2-core CPU).
+
+``--device cuda``: models, graphs and batches on the GPU (references moved there with
+``references.to_device``), each timed step ends with ``torch.cuda.synchronize``, peak GPU memory
+is reported, and only the ``env`` allocator setting is run (the host allocator does not matter
+for GPU work).  Train tables give the METR-LA epoch time (23,974 windows / samples per second).
 
 Scaling: random directed graphs (``deg`` = 8 out-edges per node plus self-loops, the generator
 of parity.py) with 207 ... 10,000 nodes, batch ``--scale-batch`` (16): time per training step
@@ -83,6 +90,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 TUNED_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 ALLOCS = ("default", "env", "mallopt")
 METR_MODELS = ("stgcn-ref", "stgcn", "dcrnn", "gwnet", "pygt-dcrnn", "pygt-stconv")
+METR_TRAIN_WINDOWS = 23974  # METR-LA's training windows (12 + 12 steps, 70/10/20)
 SCALE_MODELS = ("stgcn", "dcrnn", "dcrnn-ckpt", "gwnet", "gwnet-topk")
 REF_OF = {
     "stgcn-ref": "stgcn",
@@ -100,17 +108,18 @@ def _graph(spec: dict[str, Any]) -> tuple[Any, Any, Any]:
     import numpy as np
     import torch
 
+    device = spec.get("device", "cpu")
     if spec["graph"] == "metr-la":
         from stgnn.data.graph import SensorGraph
 
         g = SensorGraph.from_adj_pickle(spec["adj"])
-        return g.edge_index, g.edge_weight, g.to_dense() if spec["impl"] != "ours" else None
+        return g.edge_index.to(device), g.edge_weight.to(device), g.to_dense() if spec["impl"] != "ours" else None
     from references import random_edges
 
     n = spec["nodes"]
     src, dst, w = random_edges(n, 8, np.random.default_rng(0))
-    ei = torch.from_numpy(np.stack([src, dst]).astype(np.int64))
-    ew = torch.from_numpy(w.astype(np.float32))
+    ei = torch.from_numpy(np.stack([src, dst]).astype(np.int64)).to(device)
+    ew = torch.from_numpy(w.astype(np.float32)).to(device)
     dense = None
     if spec["impl"] != "ours":
         dense = np.zeros((n, n), dtype=np.float32)
@@ -155,18 +164,20 @@ def _build(spec: dict[str, Any]) -> tuple[Any, Any, int, int, int]:
         import references as R
 
         which = REF_OF[model_name]
+        device = spec.get("device", "cpu")
         if which == "stgcn":
-            m = R.stgcn_reference(refs["stgcn"], dense)
+            m = R.to_device(R.stgcn_reference(refs["stgcn"], dense), device)
             return m, lambda x, y, train: R.stgcn_call(m, x[..., :1]), 1, 1, int(ei.size(1))
         if which == "dcrnn":
             m, _ = R.dcrnn_reference(refs["dcrnn"], dense)
+            m = R.to_device(m, device)
 
             def ref_dcrnn_fwd(x: Any, y: Any, train: bool) -> Any:
                 return R.dcrnn_call(m, x, y, 1) if train else R.dcrnn_call(m, x)
 
             return m, ref_dcrnn_fwd, 2, 12, int(ei.size(1))
         if which == "gwnet":
-            m = R.gwnet_reference(refs["gwnet"], dense)
+            m = R.to_device(R.gwnet_reference(refs["gwnet"], dense), device)
             return m, lambda x, y, train: R.gwnet_call(m, x), 2, 12, int(ei.size(1))
     if impl == "pygt":
         m = _pygt_model(model_name, n)
@@ -229,11 +240,14 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
+    device = torch.device(spec.get("device", "cpu"))
+    cuda = device.type == "cuda"
     t0 = time.perf_counter()
     model, fwd, f_in, steps, edges = _build(spec)
+    model.to(device)
     b, n = spec["batch"], spec["nodes"]
-    x = torch.randn(b, 12, n, f_in)
-    y = torch.randn(b, steps, n, 1).abs_() + 0.1
+    x = torch.randn(b, 12, n, f_in, device=device)
+    y = torch.randn(b, steps, n, 1, device=device).abs_() + 0.1
     y[torch.rand_like(y) < 0.05] = 0.0  # a few missing readings (null value 0)
     build_s = time.perf_counter() - t0
     rss_built = _maxrss_mb()
@@ -255,21 +269,31 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             with torch.inference_mode():
                 fwd(x, y, False)
 
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
     compile_s = None
     if spec.get("compile"):
-        step()  # eager: builds the cached graph operators
-        model.forward = torch.compile(model.forward)  # type: ignore[method-assign]
+        from stgnn.training.accelerate import compile_model
+
+        compile_model(model, lambda: fwd(x, y, False))  # what `stgnn train --compile` does
         t = time.perf_counter()
         step()  # compiles
+        sync()
         compile_s = time.perf_counter() - t
     for _ in range(spec["warmup"]):
         step()
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     while len(times) < spec["max_steps"] and (
         len(times) < spec["min_steps"] or time.perf_counter() - start < spec["min_time"]
     ):
         t = time.perf_counter()
         step()
+        sync()
         times.append(time.perf_counter() - t)
     med = statistics.median(times)
     return {
@@ -279,6 +303,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "times_s": times,
         "samples_per_s": b / med,
         "peak_rss_mb": _maxrss_mb(),
+        "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
         "rss_after_build_mb": rss_built,
         "build_s": build_s,
         "compile_s": compile_s,
@@ -354,6 +379,7 @@ def machine_facts(threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "glibc": " ".join(platform.libc_ver()),
         "cuda_available": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_avg_at_start": os.getloadavg(),
     }
 
@@ -362,7 +388,8 @@ def metr_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Per model and mode, ours and the reference alternate (ours default, ref default, ours env,
     ref env, ours mallopt) so that both sides of a ratio are measured close together in time."""
     jobs = []
-    base = dict(graph="metr-la", adj=str(args.adj), nodes=207, batch=args.batch, threads=args.threads, refs=args.refs)
+    base = dict(graph="metr-la", adj=str(args.adj), nodes=207, batch=args.batch, threads=args.threads, refs=args.refs,
+                device=args.device)
     for mode in ("train", "infer"):
         for model in args.models:
             if model.startswith("pygt"):
@@ -371,6 +398,9 @@ def metr_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
                 has_ref = REF_OF[model] in args.refs and model != "stgcn"  # stgcn shares stgcn-ref's run
                 impls = [("ours", "default"), ("ref", "default"), ("ours", "env"), ("ref", "env"), ("ours", "mallopt")]
                 impls = [(i, a) for i, a in impls if i == "ours" or has_ref]
+                # the host allocator does not matter for GPU work: one setting there
+                allowed = args.allocs or (ALLOCS if args.device == "cpu" else ("env",))
+                impls = [(i, a) for i, a in impls if a in allowed]
             for impl, alloc in impls:
                 slow = impl != "ours" or model == "dcrnn"
                 jobs.append(
@@ -385,17 +415,19 @@ def metr_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def compile_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Eager and compiled training of each graph model, back to back (ours, tuned allocator)."""
-    base = dict(graph="metr-la", adj=str(args.adj), nodes=207, batch=args.batch, threads=args.threads, refs={})
+    """Eager and compiled training of each graph model and its reference, back to back (tuned allocator)."""
+    base = dict(graph="metr-la", adj=str(args.adj), nodes=207, batch=args.batch, threads=args.threads,
+                refs=args.refs, device=args.device)
+    timing = dict(warmup=args.warmup, min_steps=args.min_steps, min_time=args.min_time, max_steps=args.max_steps)
     jobs = []
-    for model in (m for m in ("stgcn", "dcrnn", "gwnet") if m in args.models):
+    for model in (m for m in args.models if m in ("stgcn-ref", "stgcn", "dcrnn", "gwnet")):
         for compiled in (False, True):
-            jobs.append(
-                dict(
-                    base, part="compile", model=model, impl="ours", alloc="env", mode="train", compile=compiled,
-                    warmup=args.warmup, min_steps=args.min_steps, min_time=args.min_time, max_steps=args.max_steps,
-                )  # fmt: skip
-            )
+            jobs.append(dict(base, part="compile", model=model, impl="ours", alloc="env", mode="train",
+                             compile=compiled, **timing))
+        if REF_OF[model] in args.refs and model != "stgcn":  # stgcn shares stgcn-ref's reference
+            ref_timing = dict(timing, warmup=1, max_steps=max(args.min_steps, args.max_steps // 2))
+            jobs.append(dict(base, part="compile", model=model, impl="ref", alloc="env", mode="train",
+                             compile=False, **ref_timing))
     return jobs
 
 
@@ -453,10 +485,16 @@ def _ratio(ours: dict[str, Any] | None, ref: dict[str, Any] | None, mode: str) -
     return f"{ov / rv:.2f}x" if mode == "train" else f"{rv / ov:.2f}x"
 
 
+def _epoch_s(r: dict[str, Any] | None) -> float | None:
+    """Seconds per METR-LA training epoch at this throughput (23,974 windows)."""
+    return None if r is None else METR_TRAIN_WINDOWS / r["samples_per_s"]
+
+
 def markdown(results: list[dict[str, Any]], facts: dict[str, Any], args: argparse.Namespace) -> str:
     out = [
         f"Machine: {facts['cpu']}, {facts['cores']} cores, {facts['memory_gb']} GB; torch {facts['torch']}, "
-        f"{facts['threads']} threads; {facts['date_utc']}; load average at start {facts['load_avg_at_start']}",
+        f"{facts['threads']} threads; {facts['date_utc']}; load average at start {facts['load_avg_at_start']}; "
+        f"device {args.device}" + (f" ({facts['gpu']})" if facts.get("gpu") else ""),
         "",
     ]
     metr = [r for r in results if r.get("graph") == "metr-la" and r.get("part") != "compile"]
@@ -475,11 +513,12 @@ def markdown(results: list[dict[str, Any]], facts: dict[str, Any], args: argpars
         if not any(r["mode"] == mode for r in metr):
             continue
         out += [f"### {title}", ""]
-        out.append(
-            "| model | ours default | ours env | ours mallopt | ref default | ref env "
-            "| ratio default | ratio env | peak RSS ours / ref, env (MB) |"
-        )
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        head = ("| model | ours default | ours env | ours mallopt | ref default | ref env "
+                "| ratio default | ratio env | peak RSS ours / ref, env (MB) |")
+        head += " peak GPU memory ours / ref (MB) |" if args.device != "cpu" else ""
+        head += f" METR-LA epoch ours / ref, env (s, {METR_TRAIN_WINDOWS:,} windows) |" if mode == "train" else ""
+        out.append(head)
+        out.append("|---" * (head.count("|") - 1) + "|")
         for model in args.models:
             ours_impl = "pygt" if model.startswith("pygt") else "ours"
             o = {a: get(model, ours_impl, a, mode) for a in ALLOCS}
@@ -488,19 +527,31 @@ def markdown(results: list[dict[str, Any]], facts: dict[str, Any], args: argpars
             cells = [_fmt(_value(o[a], mode)) for a in ALLOCS] + [_fmt(_value(rf[a], mode)) for a in rf]
             cells += [_ratio(o[a], rf[a], mode) for a in ("default", "env")]
             cells.append("/".join(_fmt(r["peak_rss_mb"] if r else None, ".0f") for r in (o["env"], rf["env"])))
+            if args.device != "cpu":
+                cells.append("/".join(_fmt(r.get("peak_gpu_mb") if r else None, ".0f") for r in (o["env"], rf["env"])))
+            if mode == "train":
+                cells.append("/".join(_fmt(_epoch_s(r)) for r in (o["env"], rf["env"])))
             out.append(f"| {model} | " + " | ".join(cells) + " |")
         out.append("")
     comp = [r for r in results if r.get("part") == "compile"]
     if comp:
-        out += [f"### Compiled vs eager (ours, training samples/s, batch {args.batch}, same run)", ""]
-        out.append("| model | eager | compiled | ratio compiled/eager | first compiled step (s) |")
-        out.append("|---|---:|---:|---:|---:|")
+        out += [f"### Compiled vs eager (training samples/s, batch {args.batch}, {args.device}, same run)", ""]
+        out.append("| model | ours eager | ours compiled | ref | compiled/eager | eager/ref | compiled/ref "
+                   f"| first compiled step (s) | METR-LA epoch ({METR_TRAIN_WINDOWS:,} windows) "
+                   "eager / compiled / ref (s) |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for model in dict.fromkeys(r["model"] for r in comp):
-            by_mode = {r["compile"]: r for r in comp if r["model"] == model and r.get("ok")}
+            by_mode = {r["compile"]: r for r in comp if r["model"] == model and r["impl"] == "ours" and r.get("ok")}
             e, c = by_mode.get(False), by_mode.get(True)
+            ref_name = "stgcn-ref" if model == "stgcn" else model
+            rf = next((r for r in comp if r["model"] == ref_name and r["impl"] == "ref" and r.get("ok")), None)
             first = _fmt(c.get("compile_s") if c else None)
-            cells = [_fmt(_value(e, "train")), _fmt(_value(c, "train")), _ratio(c, e, "train"), first]
+            cells = [_fmt(_value(e, "train")), _fmt(_value(c, "train")), _fmt(_value(rf, "train")),
+                     _ratio(c, e, "train"), _ratio(e, rf, "train"), _ratio(c, rf, "train"), first,
+                     " / ".join(_fmt(_epoch_s(r)) for r in (e, c, rf))]
             out.append(f"| {model} | " + " | ".join(cells) + " |")
+        failed = [r for r in comp if not r.get("ok")]
+        out += [f"- {r['model']} {r['impl']} compile={r['compile']}: failed ({r['error']})" for r in failed]
         out.append("")
     scale = [r for r in results if r.get("part") == "scaling"]
     if scale:
@@ -526,6 +577,9 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "metr", "scaling", "compile"], default="all")
     parser.add_argument("--models", nargs="+", default=list(METR_MODELS), choices=METR_MODELS)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: where models and batches live")
+    parser.add_argument("--allocs", nargs="+", choices=ALLOCS, default=None,
+                        help="allocator settings of the METR-LA part (default: all on cpu, env on cuda)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-steps", type=int, default=3)

@@ -192,6 +192,9 @@ def dcrnn_reference(
             stack.callback(sys.modules.pop, "tensorflow", None)
         stack.enter_context(reference_path(ref_dir))
         ref_mod = importlib.import_module("model.pytorch.dcrnn_model")
+        # the reference picks CUDA at import when present; build on the CPU (see to_device)
+        ref_mod.device = torch.device("cpu")
+        importlib.import_module("model.pytorch.dcrnn_cell").device = torch.device("cpu")
         kw = dict(
             num_nodes=n, rnn_units=64, max_diffusion_step=2, filter_type="dual_random_walk",
             num_rnn_layers=2, input_dim=input_dim, output_dim=output_dim, seq_len=seq_len,
@@ -277,6 +280,25 @@ def gwnet_reference(
             ).to(dtype)  # fmt: skip
         finally:
             nn.Conv1d = conv1d
+    return ref
+
+
+def to_device(ref: nn.Module, device: torch.device | str) -> nn.Module:
+    """Move a reference model built by this module to ``device``, with the tensors it keeps outside
+    its parameters: hazdzz's ``gso`` attributes, Graph WaveNet's ``supports`` list, DCRNN's
+    ``_supports`` lists and the module-level ``device`` DCRNN creates its zero states on."""
+    device = torch.device(device)
+    ref.to(device)
+    for module in ref.modules():
+        if isinstance(getattr(module, "gso", None), Tensor):
+            module.gso = module.gso.to(device)
+        for name in ("supports", "_supports"):
+            value = getattr(module, name, None)
+            if isinstance(value, list) and all(isinstance(t, Tensor) for t in value):
+                setattr(module, name, [t.to(device) for t in value])
+        init_globals = getattr(type(module).__init__, "__globals__", {})
+        if isinstance(init_globals.get("device"), torch.device):  # DCRNN's module-level device
+            init_globals["device"] = device
     return ref
 
 

@@ -3,9 +3,11 @@
 Commands::
 
     stgnn datasets list|verify NAME|download NAME
-    stgnn train    [--model NAME] [--dataset NAME | --series FILE (--locations|--distances|--edges|--adjacency) FILE]
+    stgnn datasets convert NAME|READINGS [--locations|--distances|--edges|--adjacency FILE] --output DIR
+    stgnn train    [--model NAME] [--dataset NAME|DIR | --series FILE (--locations|--distances|--edges|--adjacency) F]
                    [--config FILE] [--epochs N] [--output DIR] [--data-dir DIR] [--resume] [--no-download]
                    [--init-from CHECKPOINT [--freeze PATTERN ...]]
+                   [--compile]        (torchrun --nproc-per-node K -m stgnn train ...: data-parallel)
     stgnn reproduce MODEL DATASET | --all  [--results-dir DIR] [--runs-dir DIR] [--no-download]
     stgnn reproduce [MODEL] [DATASET] --protocol tgcn [--all] [--epochs N] [--seeds 0 1 2] [--selection test val]
     stgnn score    --dataset NAME --protocol tgcn|dcrnn --predictions FILE [--pre-len P]
@@ -14,7 +16,9 @@ Commands::
     stgnn plot     --checkpoint FILE [--sensors 0,5 | --sensors ID,...] [--horizon 3] --output DIR
     stgnn explain  --checkpoint FILE --sensor ID --time T [--horizon 1] --output DIR
     stgnn anomalies --checkpoint FILE --series FILE [--threshold Z] --output DIR
-    stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted] --output DIR
+    stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted|mixture] --output DIR
+    stgnn serve    --checkpoint FILE [--onnx FILE] [--host 127.0.0.1] [--port 8000] [--max-batch N] [--max-wait-ms MS]
+    stgnn export   --checkpoint FILE --format onnx|torchscript [--quantize dynamic] --output FILE
     stgnn federated [--model NAME] [--dataset NAME | --config FILE] --clients K --rounds R [--local-epochs E]
                    [--no-baselines] [--output DIR]
 
@@ -27,6 +31,7 @@ a run: further output is dropped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import io
 import os
@@ -46,7 +51,9 @@ import torch
 from stgnn import __version__
 from stgnn.allocator import tune_malloc
 from stgnn.configs import available_configs, paper_config_name, paper_config_raw
+from stgnn.data.convert import convert
 from stgnn.data.download import download_dataset, ensure_dataset, verify_dataset
+from stgnn.data.ondisk import is_converted, open_converted
 from stgnn.data.readers import load_dataset
 from stgnn.data.registry import DATASETS, dataset_present, resolve_root
 from stgnn.distributions import ForecastDistribution
@@ -60,7 +67,7 @@ from stgnn.protocols.tgcn import PROTOCOL_SETTINGS
 from stgnn.published import published_for
 from stgnn.report import horizon_table, interval_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
-from stgnn.training.checkpoint import load_checkpoint, write_json
+from stgnn.training.checkpoint import environment, load_checkpoint, write_json
 from stgnn.training.config import (
     COVARIATE_KEYS,
     CUSTOM_GRAPH_KEYS,
@@ -69,6 +76,7 @@ from stgnn.training.config import (
     merge,
     read_config_file,
 )
+from stgnn.training.distributed import Distributed
 from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, load_data, select_device
 
 __all__ = ["UsageError", "main"]
@@ -108,12 +116,29 @@ def _check_device(name: str, option: str) -> None:
 
 def _ensure_data(cfg: RunConfig, args: argparse.Namespace) -> None:
     """A benchmark dataset's files are present (downloaded when missing, unless ``--no-download``)."""
-    if cfg.dataset != "custom":
+    if cfg.dataset in DATASETS:  # not custom files, not a converted folder
         ensure_dataset(cfg.dataset, args.data_dir, download=not args.no_download, progress=not args.quiet)
 
 
 # --------------------------------------------------------------------------- datasets
+def _cmd_convert(args: argparse.Namespace) -> int:
+    if args.name is None or args.output is None:
+        raise UsageError("datasets convert: give a source (a registered dataset or a readings table) and --output")
+    graph = {k: getattr(args, k) for k in CUSTOM_GRAPH_KEYS if getattr(args, k)}
+    out = convert(args.name, args.output, root=args.data_dir, zero_is_missing=args.zero_is_missing,
+                  steps_per_chunk=args.chunk_steps, **graph)
+    ds = open_converted(out)
+    print(f"wrote {out}: {ds.num_steps} x {ds.num_nodes} x {ds.num_features} float32, memory-mapped; "
+          f"train with --dataset {out}")
+    return 0
+
+
 def _cmd_datasets(args: argparse.Namespace) -> int:
+    if args.action == "convert":
+        return _cmd_convert(args)
+    if (args.output or args.chunk_steps or args.zero_is_missing
+                                     or any(getattr(args, k) for k in CUSTOM_GRAPH_KEYS)):
+        raise UsageError(f"datasets {args.action}: --output, --chunk-steps and the graph options are for convert")
     root = resolve_root(args.data_dir)
     if args.action == "list":
         print(f"data root: {root.resolve()}")
@@ -126,8 +151,9 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
             ) or "-"
             print(f"{name:<10} {f'{t} x {n} x {f}':<18} {'yes' if dataset_present(name, root) else 'no':<8} {where}")
         return 0
-    if args.name is None:
-        raise UsageError(f"datasets {args.action}: give a dataset name ({', '.join(DATASETS)})")
+    if args.name is None or args.name not in DATASETS:
+        given = "" if args.name is None else f"{args.name!r} is not a registered dataset; "
+        raise UsageError(f"datasets {args.action}: {given}give a dataset name ({', '.join(DATASETS)})")
     if args.action == "verify":
         bad = 0
         for st in verify_dataset(args.name, root):
@@ -150,7 +176,10 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- train
-_TRAIN_OPTIONS = ("epochs", "batch_size", "seed", "device", "lr", "max_batches", "init_from", "freeze")
+_TRAIN_OPTIONS = (
+    "epochs", "batch_size", "seed", "device", "lr", "max_batches", "compile", "init_from", "freeze",
+    "sampling", "partitions", "halo_hops",
+)
 
 
 def _resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -173,7 +202,7 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
     model = args.model or file_raw.get("model") or DEFAULT_MODEL
     dataset = "custom" if custom_run else (args.dataset or file_raw.get("dataset") or default_dataset(
         resolve_root(args.data_dir)))
-    if not args.config and isinstance(model, str) and isinstance(dataset, str):
+    if not args.config and isinstance(model, str) and dataset in DATASETS:
         file_raw = paper_config_raw(model, dataset) or {}
         source = paper_config_name(model, dataset) if file_raw else "command line"
     merged = merge(RunConfig(), file_raw)
@@ -202,7 +231,7 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
 
 def _default_output(cfg: RunConfig) -> Path:
     """``runs/MODEL-DATASET-TIME``, with ``-2``, ``-3`` ... when that folder exists already."""
-    base = Path("runs") / f"{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path("runs") / f"{cfg.model}-{Path(cfg.dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
     output, n = base, 1
     while output.exists():
         n += 1
@@ -227,15 +256,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.init_from = str(Path(args.init_from).resolve())
     cfg = _resolve_config(args)
     _check_device(cfg.train.device, "--device" if args.device else "[train] device")
+    dist = Distributed.from_env()  # launched by torchrun with several processes
+    if dist is None:
+        return _train(args, cfg, None)
+    device = dist.setup(cfg.train.device)
+    try:
+        if dist.is_main:
+            print(f"data-parallel training: {dist.world_size} processes ({device} on rank 0), global batch "
+                  f"{cfg.train.batch_size} split across them")
+        with contextlib.ExitStack() as quiet:
+            if not dist.is_main:  # one process reports
+                quiet.enter_context(contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w"))))
+            return _train(args, cfg, dist)
+    finally:
+        dist.close()
+
+
+def _train(args: argparse.Namespace, cfg: RunConfig, dist: Distributed | None) -> int:
+    """Train in this process (one of several when ``dist`` is given; rank 0 writes)."""
     output = Path(args.output) if args.output else _default_output(cfg)
-    _check_writable(output, "--output")
+    if dist is not None:
+        output = dist.broadcast(output)  # a default folder is named after rank 0's clock
+        dist.on_main(lambda: _check_writable(output, "--output"))
+        dist.on_main(lambda: _ensure_data(cfg, args))  # one download, then the other ranks find the files
+    else:
+        _check_writable(output, "--output")
     _ensure_data(cfg, args)
     exp = Experiment.build(cfg, args.data_dir)
     n_params = sum(p.numel() for p in exp.model.parameters())
     print(f"{exp.dataset!r}\nmodel {cfg.model}: {n_params:,} parameters on {exp.device}; "
           f"windows train/val/test = {exp.data.num_windows('train')}/{exp.data.num_windows('val')}/"
           f"{exp.data.num_windows('test')}; output {output}")
-    result = Trainer(exp, output, progress=not args.quiet).fit(resume=args.resume)
+    result = Trainer(exp, output, progress=not args.quiet, dist=dist).fit(resume=args.resume)
     _print_table(result, exp.dataset.name, cfg.model, exp.dataset.interval_minutes)
     print(f"\nwrote {output / 'metrics.json'}")
     return 0
@@ -543,6 +595,59 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- serve / export
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from stgnn.serving.app import create_app
+        from stgnn.serving.batching import BatchSettings
+        from stgnn.serving.model import load_served_model
+    except ImportError as exc:
+        raise UsageError(f"serve: needs fastapi and uvicorn: pip install 'stgnn[serve]' ({exc})") from exc
+    if args.onnx and not Path(args.onnx).is_file():
+        raise UsageError(f"--onnx {args.onnx}: file not found")
+    if args.max_body_bytes < 1:
+        raise UsageError(f"--max-body-bytes: must be >= 1, got {args.max_body_bytes}")
+    try:
+        settings = BatchSettings(args.max_batch, args.max_wait_ms, args.max_queue)
+    except ValueError as exc:
+        raise UsageError(f"--max-batch / --max-wait-ms / --max-queue: {exc}") from exc
+    if args.onnx:
+        model = load_served_model(args.checkpoint, onnx=args.onnx)
+    else:
+        exp = _from_checkpoint(args)
+        model = load_served_model(args.checkpoint, experiment=exp)
+    app = create_app(model, batching=settings, max_body_bytes=args.max_body_bytes)
+    print(f"serving {model.spec.model} ({model.backend}) trained on {model.spec.dataset} at "
+          f"http://{args.host}:{args.port} (OpenAPI: /docs); Ctrl-C stops after the requests in flight", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, limit_concurrency=args.max_connections,
+                timeout_graceful_shutdown=args.shutdown_timeout, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from stgnn.serving.export import export_model
+    except ImportError as exc:
+        raise UsageError(f"export: needs onnx, onnxruntime and onnxscript: pip install 'stgnn[export]' "
+                         f"({exc})") from exc
+    if args.quantize and args.format != "onnx":
+        raise UsageError("--quantize: int8 dynamic quantization is done on the ONNX model; use --format onnx")
+    if args.check_windows is not None and args.check_windows < 1:
+        raise UsageError(f"--check-windows: must be >= 1, got {args.check_windows}")
+    _check_writable(Path(args.output).parent, "--output")
+    args.device = "cpu"
+    exp = _from_checkpoint(args)
+    report = export_model(exp, args.output, args.format, quantize=args.quantize, checkpoint=args.checkpoint,
+                          check_windows=args.check_windows)
+    for line in report.lines():
+        print(line)
+    if args.report:
+        write_json(args.report, report.to_dict())
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise UsageError(f"--steps: must be >= 1, got {args.steps}")
@@ -576,7 +681,7 @@ def _cmd_anomalies(args: argparse.Namespace) -> int:
     if args.max_plots < 0:
         raise UsageError(f"--max-plots: must be >= 0, got {args.max_plots}")
     settings = AnomalySettings(threshold=args.threshold, horizon=args.horizon, slot_minutes=args.slot_minutes,
-                               stuck_steps=args.stuck_steps, min_dropout=args.min_dropout)
+                               stuck_steps=args.stuck_steps, min_dropout=args.min_dropout, interval=args.interval)
     _check_writable(Path(args.output), "--output")
     exp = _from_checkpoint(args)
     settings.check(exp.spec.horizon)
@@ -586,9 +691,10 @@ def _cmd_anomalies(args: argparse.Namespace) -> int:
     summary = write_report(detection, args.output, settings, max_plots=args.max_plots, units=exp.dataset.units,
                            source={"checkpoint": str(args.checkpoint), "series": str(args.series),
                                    "command": shlex.join(["stgnn", *args.argv])})
+    write_json(Path(args.output) / "environment.json", environment(exp.device))
     counts = ", ".join(f"{n} {k}" for k, n in summary["alerts"].items())
     print(f"{series.num_steps} steps x {series.num_nodes} sensors scanned: {counts} "
-          f"({summary['flagged_sensors']} sensors flagged)")
+          f"({summary['flagged_sensors']} sensors flagged; spike/drop: {summary['spike_drop_test']})")
     print(f"wrote {Path(args.output) / 'alerts.csv'}, {Path(args.output) / 'summary.json'} and "
           f"{len(summary['plots'])} plots in {Path(args.output) / 'plots'}")
     if summary["not_plotted"]:
@@ -607,11 +713,13 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     result["command"] = shlex.join(["stgnn", *args.argv])
     out = Path(args.output)
     write_json(out / "metrics.json", result)
+    write_json(out / "environment.json", environment(members[0][1].device))
     table = comparison_table(result)
     (out / "members.md").write_text(table + "\n")
     ref = members[0][1]
     _print_table(result, ref.dataset.name, f"ensemble ({args.method}) of {len(members)}", ref.dataset.interval_minutes)
-    print(f"\ntest split, members and ensemble:\n\n{table}\n\nwrote {out / 'metrics.json'} and {out / 'members.md'}")
+    print(f"\ntest split, members and ensemble:\n\n{table}\n\nwrote {out / 'metrics.json'}, {out / 'members.md'} "
+          f"and {out / 'environment.json'}")
     return 0
 
 
@@ -649,6 +757,16 @@ def _cmd_federated(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+def _dataset_argument(value: str) -> str:
+    """A registered dataset name, or a converted folder (made absolute)."""
+    if value in DATASETS:
+        return value
+    if is_converted(value):
+        return str(Path(value).resolve())
+    raise argparse.ArgumentTypeError(f"{value!r}: neither a registered dataset ({', '.join(DATASETS)}) nor the "
+                                     "folder of a converted dataset (stgnn datasets convert SRC --output DIR)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``stgnn``."""
     p = argparse.ArgumentParser(prog="stgnn", description="Spatio-temporal GNNs for traffic forecasting.")
@@ -664,16 +782,24 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
-    d = sub.add_parser("datasets", help="list, verify or download benchmark datasets")
-    d.add_argument("action", choices=["list", "verify", "download"])
-    d.add_argument("name", nargs="?", choices=list(DATASETS))
+    d = sub.add_parser("datasets", help="list, verify, download or convert datasets")
+    d.add_argument("action", choices=["list", "verify", "download", "convert"])
+    d.add_argument("name", nargs="?", metavar="NAME",
+                   help=f"a registered dataset ({', '.join(DATASETS)}); for convert also a readings table")
+    c = d.add_argument_group("convert (into the memory-mapped format that --dataset DIR trains from)")
+    c.add_argument("--output", help="the new folder")
+    c.add_argument("--chunk-steps", type=int, help="time steps written at a time (default: about 64 MiB)")
+    for key in CUSTOM_GRAPH_KEYS:
+        c.add_argument(f"--{key}", help=f"the graph of a readings table: {key} file (as for train)")
+    c.add_argument("--zero-is-missing", action="store_true", help="treat zeros in a readings table as missing")
     common(d, downloads=False)
     d.set_defaults(func=_cmd_datasets)
 
     t = sub.add_parser("train", help="train and evaluate a model")
     t.add_argument("--model", choices=sorted(MODELS), help=f"model (default {DEFAULT_MODEL})")
-    t.add_argument("--dataset", choices=list(DATASETS),
-                   help="benchmark dataset (default: metr-la if present under the data root, else los-loop)")
+    t.add_argument("--dataset", type=_dataset_argument, metavar="NAME|DIR",
+                   help=f"benchmark dataset ({', '.join(DATASETS)}; default: metr-la if present under the data "
+                        "root, else los-loop) or the folder of a converted dataset (stgnn datasets convert)")
     t.add_argument("--config",
                    help="TOML config (default: the paper config stgnn/configs/MODEL/DATASET.toml if there is one)")
     t.add_argument("--epochs", type=int)
@@ -682,10 +808,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     t.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs; 0 = no cap)")
+    t.add_argument("--sampling", choices=["full", "partition"],
+                   help="full (default): whole-graph steps; partition: one step per graph part with its halo, "
+                        "for graphs too large for a full-graph step (evaluation stays full-graph)")
+    t.add_argument("--partitions", type=int, help="graph parts for --sampling partition (default 8)")
+    t.add_argument("--halo-hops", type=int, help="hops of neighbours around each part (default 2)")
     t.add_argument("--head", choices=["point", "gaussian", "quantile"],
                    help="forecast a point (default), a Gaussian (mean and scale) or quantiles ([head] kind)")
     t.add_argument("--quantiles", type=float, nargs="+", metavar="Q",
                    help="levels of --head quantile (default 0.1 0.5 0.9; [head] quantiles)")
+    t.add_argument("--compile", action="store_true", default=None,
+                   help="compile the model with torch.compile (config: [train] compile)")
     t.add_argument("--output", help="output directory (default: a new runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output (required) from its checkpoint")
     t.add_argument("--init-from", metavar="CHECKPOINT",
@@ -788,6 +921,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CSV/Parquet readings to scan: a timestamp column, then one column per trained sensor")
     an.add_argument("--threshold", type=float, default=4.0,
                     help="robust |z| of the forecast residual above which a reading alerts (default 4)")
+    an.add_argument("--interval", type=float, metavar="LEVEL",
+                    help="probabilistic models: alert outside this central forecast interval (default 0.99, or "
+                         "the widest a quantile head holds); point models use --threshold")
     an.add_argument("--horizon", type=int, default=1, help="forecast step whose residual is scored (default 1)")
     an.add_argument("--slot-minutes", type=int, default=60,
                     help="time-of-day slot width of the residual statistics (default 60)")
@@ -804,12 +940,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     en = sub.add_parser("ensemble", help="combine checkpoints of the same data and evaluate the ensemble")
     en.add_argument("--checkpoints", nargs="+", required=True, help="two or more checkpoints of the same data")
-    en.add_argument("--method", choices=["mean", "weighted"], default="mean",
-                    help="mean, or weighted: weights proportional to 1 / validation MAE (default mean)")
+    en.add_argument("--method", choices=["mean", "weighted", "mixture"], default="mean",
+                    help="mean; weighted: weights proportional to 1 / validation MAE; mixture: the mixture of "
+                         "Gaussian-head members' distributions (default mean)")
     en.add_argument("--output", required=True, help="output directory (metrics.json, members.md)")
     en.add_argument("--device", default=None)
     common(en)
     en.set_defaults(func=_cmd_ensemble)
+
+    sv = sub.add_parser("serve", help="HTTP JSON API: POST /predict, GET /health, GET /model (FastAPI + uvicorn)")
+    sv.add_argument("--checkpoint", required=True)
+    sv.add_argument("--onnx", help="serve this ONNX export of the checkpoint (stgnn export) instead of PyTorch")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-batch", type=int, default=32, help="most windows per forward pass; 1: no batching "
+                    "(default 32)")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0,
+                    help="longest a request waits for others to join its batch (default 5)")
+    sv.add_argument("--max-queue", type=int, default=256, help="most waiting requests; more get 503 (default 256)")
+    sv.add_argument("--max-connections", type=int, default=512,
+                    help="most open connections and requests at once; more get 503 (default 512)")
+    sv.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body; larger get 413 "
+                    "(default 1 MiB)")
+    sv.add_argument("--shutdown-timeout", type=float, default=30.0,
+                    help="seconds to let requests in flight finish after Ctrl-C / SIGTERM (default 30)")
+    sv.add_argument("--device", default=None)
+    common(sv)
+    sv.set_defaults(func=_cmd_serve)
+
+    xp = sub.add_parser("export", help="export a checkpoint's model to ONNX or TorchScript (checked, measured)")
+    xp.add_argument("--checkpoint", required=True)
+    xp.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    xp.add_argument("--quantize", choices=["dynamic"], help="int8 dynamic quantization for CPU inference (ONNX)")
+    xp.add_argument("--output", required=True, help="the file to write (.onnx / .pt)")
+    xp.add_argument("--check-windows", type=int, help="check on the first N test windows (default: all)")
+    xp.add_argument("--report", help="also write the measurements (size, difference, latency, metrics) as JSON here")
+    common(xp)
+    xp.set_defaults(func=_cmd_export)
 
     fd = sub.add_parser("federated", help="federated training across regions of a network (Flower FedAvg on loopback)")
     fd.add_argument("--model", choices=sorted(MODELS), help=f"model (default {DEFAULT_MODEL})")

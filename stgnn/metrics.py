@@ -17,7 +17,15 @@ from torch import Tensor
 
 from stgnn.distributions import ForecastDistribution, PointForecast
 
-__all__ = ["INTERVAL_LEVELS", "MaskedMetrics", "masked_forecast_loss", "masked_mae_loss", "valid_mask"]
+__all__ = [
+    "INTERVAL_LEVELS",
+    "MaskedMetrics",
+    "masked_abs_error",
+    "masked_forecast_loss",
+    "masked_forecast_loss_sum",
+    "masked_mae_loss",
+    "valid_mask",
+]
 
 INTERVAL_LEVELS = (0.8, 0.95)
 """Central interval levels whose coverage and width are reported for probabilistic forecasts."""
@@ -51,9 +59,22 @@ def masked_mae_loss(
         null_value: A target value also treated as missing (default ``None``: only ``mask``
             and non-finite targets are left out, as in the config's ``null_value = "none"``).
     """
+    err_sum, count = masked_abs_error(pred, target, mask, null_value)
+    return err_sum / count.clamp(min=1)
+
+
+def masked_abs_error(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """The parts of :func:`masked_mae_loss`: the sum of absolute errors over valid readings
+    (with gradient) and their count (``int64``), for a mean taken over more than one batch
+    (data-parallel training divides by the count of the global batch).
+
+    Args: as :func:`masked_mae_loss`.
+    """
     valid = valid_mask(target, mask, null_value)
     err = torch.where(valid, (pred - target).abs(), torch.zeros_like(pred))
-    return err.sum() / valid.sum().clamp(min=1)
+    return err.sum(), valid.sum()
 
 
 def masked_forecast_loss(
@@ -69,14 +90,26 @@ def masked_forecast_loss(
         mask: ``[B, H, N]`` bool, False where a reading is missing (``None``: all present).
         null_value: A target value also treated as missing.
     """
+    total, count = masked_forecast_loss_sum(forecast, target, mask, null_value)
+    return total / count.clamp(min=1)
+
+
+def masked_forecast_loss_sum(
+    forecast: ForecastDistribution, target: Tensor, mask: Tensor | None = None, null_value: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """The parts of :func:`masked_forecast_loss`: the sum of the loss terms over valid readings
+    (with gradient) and their count (``int64``), for a mean over more than one batch
+    (data-parallel training divides by the count of the global batch).
+
+    Args: as :func:`masked_forecast_loss`.
+    """
     if isinstance(forecast, PointForecast):
-        return masked_mae_loss(forecast.value, target, mask, null_value)
+        return masked_abs_error(forecast.value, target, mask, null_value)
     valid = valid_mask(target, mask, null_value)
     # missing targets (possibly NaN) are replaced before the loss so that no NaN reaches a gradient
     safe = torch.where(valid, target, forecast.point.detach())
     terms = forecast.loss_terms(safe)
-    return torch.where(valid, terms, torch.zeros_like(terms)).sum() / valid.sum().clamp(min=1)
-
+    return torch.where(valid, terms, torch.zeros_like(terms)).sum(), valid.sum()
 
 
 
@@ -116,6 +149,25 @@ class MaskedMetrics:
         self.interval_levels = tuple(float(p) for p in interval_levels)
         self._sums: dict[str, Tensor] = {}  # per-horizon sums [H]
         self._kind: str | None = None
+
+    def totals(self) -> dict[str, Tensor]:
+        """A copy of the accumulated per-horizon sums and counts (``{}`` before any update).
+
+        Summing the totals of several accumulators of the same kind of forecast, key by key
+        (e.g. across the processes of a data-parallel run), and loading the sum with
+        :meth:`load_totals` gives the metrics of the union of their batches.
+        """
+        return {k: v.clone() for k, v in self._sums.items()}
+
+    def load_totals(self, totals: dict[str, Tensor]) -> None:
+        """Replace the accumulated sums and counts by ``totals`` (the keys of :meth:`totals`).
+
+        Raises:
+            ValueError: The keys differ from this accumulator's (another kind of forecast).
+        """
+        if set(totals) != set(self._sums):
+            raise ValueError(f"totals hold {sorted(totals)}, these metrics {sorted(self._sums)}")
+        self._sums = {k: v.detach().double().cpu().clone() for k, v in totals.items()}
 
     @staticmethod
     def _label(level: float) -> str:

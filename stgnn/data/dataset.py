@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,9 @@ class TrafficDataset:
             derived from the documented start date and the step index.
         user_covariates: Time covariates and node attributes of own data, aligned to the
             timestamps and the node order (see :mod:`stgnn.data.covariates`), or ``None``.
+        release_pages: For a memory-mapped series (:mod:`stgnn.data.ondisk`): drops the pages
+            read so far from the process's resident memory (the OS keeps them cached); ``None``
+            for a series in memory.  Readers of the whole series call it between chunks.
     """
 
     name: str
@@ -96,6 +100,7 @@ class TrafficDataset:
     timestamps_derived: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
     user_covariates: UserCovariates | None = None
+    release_pages: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.series.dim() != 3:
@@ -137,10 +142,24 @@ class TrafficDataset:
         """Steps in one day."""
         return int(round(24 * 60 / self.interval_minutes))
 
+    def step_chunks(self, steps: int | None = None, end: int | None = None) -> Iterator[slice]:
+        """Slices of consecutive steps covering ``[0, end)`` (default all), about 16M readings each.
+
+        After each slice is yielded, a memory-mapped series' pages are released
+        (:attr:`release_pages`), so a pass over the whole series keeps bounded resident memory.
+        """
+        end = self.num_steps if end is None else end
+        step = steps or max(1, (1 << 24) // max(1, self.num_nodes * self.num_features))
+        for start in range(0, end, step):
+            yield slice(start, min(start + step, end))
+            if self.release_pages is not None:
+                self.release_pages()
+
     @property
     def missing_rate(self) -> float:
         """Fraction of missing readings."""
-        return float(1.0 - self.mask.float().mean().item())
+        observed = sum(int(self.mask[s].sum()) for s in self.step_chunks())
+        return 1.0 - observed / max(1, self.mask.numel())
 
     def __repr__(self) -> str:
         t, n, f = self.series.shape

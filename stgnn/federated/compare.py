@@ -31,7 +31,7 @@ from stgnn.data.partition import partition_graph, region_dataset
 from stgnn.federated.fedavg import FedAvgResult, RegionClient, run_fedavg, shared_state_keys
 from stgnn.training.checkpoint import atomic_write_text, save_checkpoint, write_json
 from stgnn.training.config import RunConfig
-from stgnn.training.trainer import Experiment, Trainer
+from stgnn.training.trainer import Experiment, Trainer, build_forecaster
 from stgnn.training.warm_start import per_node_tensors
 
 __all__ = ["Region", "make_regions", "run_comparison", "train_federated"]
@@ -89,7 +89,7 @@ def train_federated(
     if exps[0].data.num_windows("val") == 0:
         raise ValueError(f"{dataset.source}: the split has no validation windows; federated training needs them "
                          "to choose its best round (give data.split a validation fraction)")
-    shared = shared_state_keys(cfg.model, exps[0].spec, cfg.model_params)
+    shared = shared_state_keys(cfg, exps[0].spec)
     clients = [RegionClient(r.name, exp, shared, local_epochs=local_epochs, log=log)
                for r, exp in zip(regions, exps, strict=True)]
     result = run_fedavg(clients, rounds, verbose=verbose)
@@ -166,7 +166,7 @@ def run_comparison(
         "regions": [{"name": r.name, "num_sensors": len(r.sensor_ids), "sensor_ids": list(r.sensor_ids)}
                     for r in regions],
         "shared_keys": clients[0].shared_keys,
-        "local_keys": sorted(per_node_tensors(cfg.model, spec, cfg.model_params)),
+        "local_keys": sorted(per_node_tensors(lambda s: build_forecaster(cfg, s), spec)),
         "val_mae_by_round": fed.val_mae,
         "best_round": fed.best_round,
         "train_seconds": seconds,

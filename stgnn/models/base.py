@@ -12,6 +12,7 @@ never from a config) plus the model's own keyword hyper-parameters (the
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,7 +20,12 @@ from torch import Tensor, nn
 
 from stgnn.data.batch import Batch
 
-__all__ = ["Batch", "Forecaster", "ModelSpec"]
+__all__ = ["Batch", "Forecaster", "ModelSpec", "takes_node_index"]
+
+
+def takes_node_index(model: type[nn.Module]) -> bool:
+    """Whether ``model.forward`` takes a ``node_index`` keyword (the nodes of a sampled subgraph)."""
+    return "node_index" in inspect.signature(model.forward).parameters
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,19 @@ class Forecaster(nn.Module):
             edge_weight: ``[E]`` edge weights or ``None``.
             teacher_forcing: Probability of feeding ground truth to a decoder (training only).
         """
-        return self(batch.x, edge_index, edge_weight)
+        return self(batch.x, edge_index, edge_weight, **self.node_kwargs(batch))
+
+    def node_kwargs(self, batch: Batch) -> dict[str, Tensor]:
+        """``{"node_index": batch.node_index}`` for a batch of a sampled subgraph when ``forward``
+        takes ``node_index`` (a model with per-node parameters indexes them with it), else ``{}``.
+
+        A model whose parameters depend on the node count but whose ``forward`` has no
+        ``node_index`` cannot train on sampled subgraphs; :func:`stgnn.training.sampling.check_sampling`
+        refuses it before training.
+        """
+        if batch.node_index is None or not takes_node_index(type(self)):
+            return {}
+        return {"node_index": batch.node_index}
 
     def fit_statistics(self, series: Tensor, mask: Tensor, slot: Tensor) -> None:
         """Fit non-gradient parameters on the training period.

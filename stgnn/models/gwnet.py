@@ -142,8 +142,19 @@ class GraphWaveNet(Forecaster):
         self.end_conv1 = nn.Linear(skip_channels, end_channels)
         self.end_conv2 = nn.Linear(end_channels, spec.horizon * spec.out_channels)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
-        """Forecast ``[B, H, N, F_out]`` from ``x [B, T, N, F_in]``."""
+    def forward(
+        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, *, node_index: Tensor | None = None
+    ) -> Tensor:
+        """Forecast ``[B, H, N, F_out]`` from ``x [B, T, N, F_in]``.
+
+        Args:
+            x: Scaled inputs ``[B, T, N, F_in]``.
+            edge_index: ``[2, E]``, indices into the ``N`` nodes of ``x``.
+            edge_weight: ``[E]`` or ``None``.
+            node_index: ``[N]`` ids (among the ``spec.num_nodes`` the model was built for) of the
+                nodes of ``x`` when ``x`` holds a sampled subgraph: the adaptive adjacency is built
+                from those nodes' embeddings.  ``None``: ``x`` holds every node in order.
+        """
         if x.dim() != 4 or x.size(-1) != self.spec.in_channels:
             raise ValueError(f"expected x [B, T, N, {self.spec.in_channels}], got {tuple(x.shape)}")
         rf = self.receptive_field
@@ -151,7 +162,7 @@ class GraphWaveNet(Forecaster):
         if h.size(2) < rf:
             h = F.pad(h, (0, 0, rf - h.size(2), 0))
         h = self.start_conv(h.contiguous())  # [N, B, rf, C_res]
-        adp = self.adaptive() if self.adaptive is not None else None
+        adp = self.adaptive(node_index) if self.adaptive is not None else None
         skip: Tensor | int = 0
         last = len(self.layers) - 1
         for i, layer in enumerate(cast(list[GraphWaveNetLayer], list(self.layers))):

@@ -42,8 +42,8 @@ class _OutputBlock(nn.Module):
         self.fc2 = nn.Linear(channels[1], out_channels, bias=bias)
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.norm(self.temporal(x))
+    def forward(self, x: Tensor, node_index: Tensor | None = None) -> Tensor:
+        h = self.norm(self.temporal(x), node_index=node_index)
         return self.fc2(self.dropout(torch.relu(self.fc1(h))))
 
 
@@ -206,11 +206,13 @@ class STGCN(Forecaster):
             Ko, c_in, output_channels, steps * spec.out_channels, n, dropout, bias, reference_compat
         )
 
-    def _one_pass(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None) -> Tensor:
+    def _one_pass(
+        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, node_index: Tensor | None = None
+    ) -> Tensor:
         h = rearrange(x, "b t n f -> n b t f").contiguous()
         for block in self.blocks:
-            h = block(h, edge_index, edge_weight)
-        out = self.output(h)  # [N, B, 1, steps * F_out]
+            h = block(h, edge_index, edge_weight, node_index=node_index)
+        out = self.output(h, node_index)  # [N, B, 1, steps * F_out]
         return rearrange(out, "n b 1 (h f) -> b h n f", f=self.spec.out_channels)
 
     def forecast(
@@ -223,12 +225,19 @@ class STGCN(Forecaster):
     ) -> Tensor:
         """Forecast ``batch``; while training with ``single_step_training="one_step"``, one step
         ahead of every true window (``teacher_forcing`` is not used by STGCN)."""
+        nodes = self.node_kwargs(batch)
         if self.training and self.single_step and self.single_step_training == "one_step":
-            return self(batch.x, edge_index, edge_weight, targets=batch.y_scaled)
-        return self(batch.x, edge_index, edge_weight)
+            return self(batch.x, edge_index, edge_weight, targets=batch.y_scaled, **nodes)
+        return self(batch.x, edge_index, edge_weight, **nodes)
 
     def forward(
-        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, *, targets: Tensor | None = None
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_weight: Tensor | None = None,
+        *,
+        targets: Tensor | None = None,
+        node_index: Tensor | None = None,
     ) -> Tensor:
         """Forecast ``[B, H, N, F_out]`` from ``x [B, T, N, F_in]``.
 
@@ -239,6 +248,9 @@ class STGCN(Forecaster):
             targets: Scaled targets ``[B, H, N, F_out]`` (``single_step=True`` only): output ``h``
                 is then the one-step prediction from the true window ending just before step
                 ``h`` (teacher-forced, the paper's training) instead of the iterated forecast.
+            node_index: ``[N]`` ids (among ``spec.num_nodes``) of the nodes of ``x`` when ``x``
+                holds a sampled subgraph: the per-node layer-norm parameters of those nodes are
+                used.  ``None``: ``x`` holds every node in order.
         """
         if x.dim() != 4 or x.size(-1) != self.spec.in_channels:
             raise ValueError(f"expected x [B, T, N, {self.spec.in_channels}], got {tuple(x.shape)}")
@@ -249,18 +261,21 @@ class STGCN(Forecaster):
             want = (x.size(0), self.spec.horizon, x.size(2), f_out)
             if tuple(targets.shape) != want:
                 raise ValueError(f"expected targets {list(want)}, got {list(targets.shape)}")
-            return self._one_step_ahead(x, targets, edge_index, edge_weight)
+            return self._one_step_ahead(x, targets, edge_index, edge_weight, node_index)
         if not self.single_step:
-            return self._one_pass(x, edge_index, edge_weight)
+            return self._one_pass(x, edge_index, edge_weight, node_index)
         window, preds = x, []
         for _ in range(self.spec.horizon):
-            y = self._one_pass(window, edge_index, edge_weight)  # [B, 1, N, F_out]
+            y = self._one_pass(window, edge_index, edge_weight, node_index)  # [B, 1, N, F_out]
             preds.append(y)
             nxt = torch.cat([y, window[:, -1:, :, f_out:]], dim=-1)
             window = torch.cat([window[:, 1:], nxt], dim=1)
         return torch.cat(preds, dim=1)
 
-    def _one_step_ahead(self, x: Tensor, targets: Tensor, edge_index: Tensor, edge_weight: Tensor | None) -> Tensor:
+    def _one_step_ahead(
+        self, x: Tensor, targets: Tensor, edge_index: Tensor, edge_weight: Tensor | None,
+        node_index: Tensor | None = None,
+    ) -> Tensor:
         """One-step predictions from the ``H`` true windows, run as one batch of ``B H`` samples."""
         b, t, n, _ = x.shape
         h = self.spec.horizon
@@ -270,5 +285,5 @@ class STGCN(Forecaster):
         full = torch.cat([x, future.to(x.dtype)], dim=1)  # [B, T + H - 1, N, F_in]
         windows = full.unfold(1, t, 1)  # [B, H, N, F_in, T]: window h = steps h .. h + T - 1
         windows = rearrange(windows, "b h n f t -> (b h) t n f")
-        y = self._one_pass(windows, edge_index, edge_weight)  # [B H, 1, N, F_out]
+        y = self._one_pass(windows, edge_index, edge_weight, node_index)  # [B H, 1, N, F_out]
         return rearrange(y, "(b h) 1 n f -> b h n f", b=b)

@@ -42,7 +42,7 @@ class AdaptiveAdjacency(nn.Module):
 
     Shapes:
         ``forward() -> [N, N]`` (dense, or sparse COO with ``N * min(k, N)`` entries); rows sum
-        to one.
+        to one.  ``forward(node_index [n]) -> [n, n]``.
 
     Example:
         >>> adp = AdaptiveAdjacency(5, embedding_dim=3)
@@ -76,12 +76,21 @@ class AdaptiveAdjacency(nn.Module):
         nn.init.normal_(self.source_embedding)
         nn.init.normal_(self.target_embedding)
 
-    def forward(self) -> Tensor:
-        """The row-stochastic adjacency (dense, or sparse COO with ``top_k``)."""
-        e1, e2 = self.source_embedding, self.target_embedding
+    def forward(self, node_index: Tensor | None = None) -> Tensor:
+        """The row-stochastic adjacency (dense, or sparse COO with ``top_k``).
+
+        Args:
+            node_index: ``[n]`` indices of a subset of the nodes (a sampled subgraph, in its node
+                order): the adjacency among those nodes only, ``softmax(ReLU(E_1[idx] E_2[:, idx]))``,
+                each row renormalised over the subset.  ``None`` (default): all ``N`` nodes.
+        """
+        e1: Tensor = self.source_embedding
+        e2: Tensor = self.target_embedding
+        if node_index is not None:
+            e1, e2 = e1[node_index], e2[:, node_index]
         if self.top_k is None:
             return F.softmax(F.relu(e1 @ e2), dim=1)
-        n = self.num_nodes
+        n = e1.size(0)
         k = min(self.top_k, n)
         chunk = self.chunk_size or max(1, (1 << 22) // max(n, 1))
         with torch.no_grad():

@@ -68,17 +68,28 @@ class NodeLayerNorm(nn.Module):
     def extra_repr(self) -> str:
         return f"num_nodes={self.num_nodes}, channels={self.channels}, eps={self.eps}, node_dim={self.node_dim}"
 
-    def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, batch: Tensor | None = None, *, node_index: Tensor | None = None) -> Tensor:
         """Normalise over (node, channel) -- per graph when ``batch`` is given -- and apply the affine map.
 
         Args:
             x: ``[..., N, ..., C]`` with nodes at ``node_dim``.
             batch: Optional ``[N]`` graph index of each node (PyG ``Batch.batch``).
+            node_index: Optional ``[N]`` ids (among the ``num_nodes`` built for) of the nodes of
+                ``x`` when it holds a sampled subgraph: their per-node affine parameters are used,
+                and the statistics are taken over those nodes.
         """
         nd = self.node_dim % x.dim()
         n = x.size(nd)
         if x.size(-1) != self.channels:
             raise ValueError(f"NodeLayerNorm was built for {self.channels} channels, got {x.size(-1)}")
+        if node_index is not None and self.num_nodes is not None:
+            if node_index.shape != (n,):
+                raise ValueError(f"node_index must hold one id per node of x ([{n}]), got {tuple(node_index.shape)}")
+            w_sub, b_sub = self.weight[node_index], self.bias[node_index]
+            xs = x.movedim(nd, -2)
+            if batch is None:
+                return F.layer_norm(xs, (n, self.channels), w_sub, b_sub, self.eps).movedim(-2, nd)
+            raise ValueError("node_index (a sampled subgraph) and batch (a disjoint union) cannot be combined")
         if self.num_nodes is not None and n != self.num_nodes:
             raise ValueError(
                 f"NodeLayerNorm was built for {self.num_nodes} nodes (per-node affine parameters), "
@@ -201,7 +212,13 @@ class STConvBlock(nn.Module):
         return f"num_nodes={self.norm.num_nodes}, node_dim={self.node_dim}, time_dim={self.time_dim}"
 
     def forward(
-        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, batch: Tensor | None = None
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_weight: Tensor | None = None,
+        batch: Tensor | None = None,
+        *,
+        node_index: Tensor | None = None,
     ) -> Tensor:
         """Apply the block (see the class docstring for shapes).
 
@@ -212,12 +229,14 @@ class STConvBlock(nn.Module):
             batch: ``[N]`` graph index of each node when the graph is a PyG ``Batch`` (a disjoint
                 union): the graph conv (a computed Chebyshev ``lambda_max``) and the layer norm
                 then work per graph, so each graph gets the result it gets alone.
+            node_index: ``[N]`` ids of the nodes of ``x`` among ``num_nodes`` when ``x`` holds a
+                sampled subgraph (the layer norm's per-node parameters); see :class:`NodeLayerNorm`.
         """
         h = self.temporal1(x)
         a = self.align(h)
         h = torch.relu(self.graph_conv(a, edge_index, edge_weight, batch) + a)
         h = self.temporal2(h)
-        return self.dropout(self.norm(h, batch))
+        return self.dropout(self.norm(h, batch, node_index=node_index))
 
 
 class GraphWaveNetLayer(nn.Module):

@@ -57,6 +57,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from stgnn.data.impute import ImputeMethod
+from stgnn.data.ondisk import is_converted
 from stgnn.data.registry import DATASETS
 from stgnn.models import MODELS
 from stgnn.models.heads import DEFAULT_QUANTILES, head_problems
@@ -214,7 +215,16 @@ class TrainConfig(_Section):
     )
     seed: NonNegativeInt = Field(0, description="Seed for weights, shuffling and dropout.")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, mps.")
-    amp: bool = Field(False, description="Mixed precision (bfloat16 autocast) on CUDA; ignored on CPU.")
+    amp: bool = Field(
+        False,
+        description=(
+            "Mixed precision on CUDA: bfloat16 autocast where the GPU supports it, else float16 with "
+            "a gradient scaler; ignored on CPU."
+        ),
+    )
+    compile: bool = Field(
+        False, description="Compile the model with torch.compile (eager first call, then compiled)."
+    )
     teacher_forcing: Literal["none", "inverse_sigmoid"] = Field(
         "none", description="none or inverse_sigmoid (scheduled sampling, DCRNN)."
     )
@@ -226,6 +236,18 @@ class TrainConfig(_Section):
         0, description="Stop each training epoch after this many batches (0 = all); for quick runs and tests."
     )
     num_threads: NonNegativeInt = Field(0, description="Torch intra-op threads (0 = torch's default).")
+    sampling: Literal["full", "partition"] = Field(
+        "full",
+        description=(
+            "full: every training step runs on the whole graph; partition: each batch of windows is split into "
+            "one step per graph part (with its halo), loss on the part's own nodes (graphs too large for a "
+            "full-graph step; evaluation stays on the full graph)."
+        ),
+    )
+    partitions: PositiveInt = Field(8, description="Graph parts for sampling = 'partition'.")
+    halo_hops: NonNegativeInt = Field(
+        2, description="Hops of neighbours added around each part (sampling = 'partition')."
+    )
     init_from: str = Field(
         "",
         description=(
@@ -383,7 +405,11 @@ class RunConfig(_Section):
 
     model: str = Field("lstm", description="Registered model name (see stgnn.models.MODELS).")
     dataset: str = Field(
-        "los-loop", description="Registered dataset name, or 'custom' with the [custom] section set."
+        "los-loop",
+        description=(
+            "Registered dataset name, 'custom' with the [custom] section set, or the folder of a dataset "
+            "converted by `stgnn datasets convert` (memory-mapped)."
+        ),
     )
     data: DataConfig = Field(default_factory=DataConfig, description="Window / split / feature settings.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation settings.")
@@ -403,8 +429,9 @@ class RunConfig(_Section):
     @field_validator("dataset")
     @classmethod
     def _registered_dataset(cls, value: str) -> str:
-        if value != "custom" and value not in DATASETS:
-            raise ValueError(f"unknown dataset {value!r}; registered: {', '.join(DATASETS)}, or custom")
+        if value != "custom" and value not in DATASETS and not is_converted(value):
+            raise ValueError(f"unknown dataset {value!r}; registered: {', '.join(DATASETS)}, custom, or the "
+                             "folder of a converted dataset (`stgnn datasets convert`)")
         return value
 
     @model_validator(mode="after")

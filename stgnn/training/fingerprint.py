@@ -24,8 +24,9 @@ import torch
 
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.integrity import dataset_folder, sha256_file
+from stgnn.data.ondisk import converted_files
 from stgnn.data.preview import preview
-from stgnn.data.registry import get_info
+from stgnn.data.registry import DATASETS, get_info
 from stgnn.data.windows import WindowData
 
 __all__ = [
@@ -40,9 +41,12 @@ _CUSTOM_FILES = ("series", "locations", "distances", "edges", "adjacency", "time
 def data_files(
     dataset: str, custom: Mapping[str, Any], root: str | os.PathLike[str] | None = None
 ) -> list[Path]:
-    """The input files a run reads: the ``custom`` files, or the registry dataset's files present under ``root``."""
+    """The input files a run reads: the ``custom`` files, the registry dataset's files present under ``root``,
+    or a converted folder's header and small files (the header holds the series' sha256)."""
     if dataset == "custom" or custom:
         return [Path(custom[k]) for k in _CUSTOM_FILES if custom.get(k)]
+    if dataset not in DATASETS:
+        return converted_files(dataset)
     info = get_info(dataset)
     folder = dataset_folder(info, root)
     return [folder / f.name for f in info.files if (folder / f.name).is_file()]

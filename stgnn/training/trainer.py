@@ -4,10 +4,14 @@ Determinism: the weights are initialised from ``seed``; every epoch re-seeds the
 shuffling generator and torch's global RNG (dropout) from ``(seed, epoch)``.  A
 run resumed from the checkpoint of epoch ``k`` therefore replays epoch ``k + 1``
 exactly as an uninterrupted run would, and ends with the same metrics.
+
+Launched by torchrun, the same loop trains data-parallel across processes; the global batch,
+sharding, reductions and who writes what are described in :mod:`stgnn.training.distributed`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -22,17 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from stgnn.data.custom import load_custom
 from stgnn.data.dataset import TrafficDataset
+from stgnn.data.ondisk import open_converted
 from stgnn.data.readers import load_dataset
+from stgnn.data.registry import DATASETS
 from stgnn.data.windows import StandardScaler, WindowData
 from stgnn.distributions import ForecastDistribution, PointForecast
-from stgnn.metrics import MaskedMetrics, masked_forecast_loss
+from stgnn.metrics import MaskedMetrics, masked_forecast_loss_sum
 from stgnn.models import MODELS, Batch, Forecaster, ModelSpec, build_model
 from stgnn.models.heads import DistributionalForecaster
+from stgnn.training.accelerate import amp_dtype, autocast, compile_model, grad_scaler
 from stgnn.training.checkpoint import (
     atomic_write_text,
     environment,
@@ -41,8 +48,10 @@ from stgnn.training.checkpoint import (
     write_json,
 )
 from stgnn.training.config import RunConfig, to_toml
+from stgnn.training.distributed import Distributed
 from stgnn.training.fingerprint import align_sensors, data_files, data_fingerprint, fingerprint_changes
 from stgnn.training.runlock import RunLock
+from stgnn.training.sampling import PartitionSampler, check_sampling
 from stgnn.training.schedules import TEACHER_FORCING, curriculum_level
 from stgnn.training.warm_start import WarmStart, warm_start
 
@@ -81,12 +90,13 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
 }
 
-RESUMABLE_KEYS = ("train.epochs", "train.patience", "train.device", "train.num_threads")
+RESUMABLE_KEYS = ("train.epochs", "train.patience", "train.device", "train.num_threads", "train.compile")
 """Config keys that ``--resume`` may change: they do not alter the training done so far.
 
 ``train.epochs`` may grow (not below the epochs already run, and not with the ``cosine``
 schedule, whose period is the epoch count); ``train.patience`` may change when the new value
-would not have stopped the run earlier (0 disables early stopping); device and threads are free.
+would not have stopped the run earlier (0 disables early stopping); device, threads and
+compilation are free.
 """
 
 
@@ -99,11 +109,20 @@ class NonFiniteLossError(ValueError):
 
 
 def load_data(cfg: RunConfig, root: str | os.PathLike[str] | None = None) -> TrafficDataset:
-    """The dataset a config names: a registered benchmark, or ``custom`` files."""
+    """The dataset a config names: a registered benchmark, ``custom`` files, or a converted (memory-mapped) folder."""
     if cfg.dataset == "custom":  # the schema guarantees a series and one graph file
         c = cfg.custom.given()
         return load_custom(c.pop("series"), **c)
+    if cfg.dataset not in DATASETS:  # the schema admits only a converted folder besides
+        return open_converted(cfg.dataset)
     return load_dataset(cfg.dataset, root)
+
+
+def build_forecaster(cfg: RunConfig, spec: ModelSpec) -> Forecaster:
+    """The model ``cfg`` describes for ``spec`` (wrapped in its probabilistic head, if any)."""
+    if cfg.head.kind == "point":
+        return build_model(cfg.model, spec, **cfg.model_params)
+    return DistributionalForecaster(MODELS[cfg.model], spec, cfg.head.kind, cfg.head.quantiles, **cfg.model_params)
 
 
 @dataclass
@@ -119,6 +138,10 @@ class Experiment:
     edge_index: Tensor
     edge_weight: Tensor
     files: list[Path] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # the target scaler's mean and std move to the device once, not at every step
+        self.data.target_scaler = self.data.target_scaler.to(self.device)
 
     @classmethod
     def build(
@@ -169,11 +192,7 @@ class Experiment:
         )
         device = select_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
-        if cfg.head.kind == "point":
-            model = build_model(cfg.model, spec, **cfg.model_params).to(device)
-        else:
-            model = DistributionalForecaster(MODELS[cfg.model], spec, cfg.head.kind, cfg.head.quantiles,
-                                             **cfg.model_params).to(device)
+        model = build_forecaster(cfg, spec).to(device)
         return cls(
             cfg, ds, data, spec, model, device,
             ds.graph.edge_index.to(device), ds.graph.edge_weight.to(device),
@@ -184,6 +203,13 @@ class Experiment:
         """The data fingerprint a checkpoint records (see :mod:`stgnn.training.fingerprint`)."""
         return data_fingerprint(self.dataset, self.data, self.files)
 
+    def to_device(self, batch: Batch) -> Batch:
+        """``batch`` on the experiment's device: through pinned host memory with non-blocking
+        copies on CUDA (the copy overlaps the computation queued before it); as is on the CPU."""
+        if self.device.type == "cuda":
+            return batch.pin_memory().to(self.device)
+        return batch.to(self.device)
+
     def to_raw(self, output: Tensor) -> ForecastDistribution:
         """The model's output for a batch (scaled) as a forecast in raw units.
 
@@ -191,9 +217,10 @@ class Experiment:
         with a probabilistic head gives its distribution, mapped through the target scaler
         (locations and quantiles ``* std + mean``, a Gaussian scale only ``* std``).
         """
-        scaler = self.data.target_scaler
+        scaler = self.data.target_scaler  # on the device (see __post_init__)
         if isinstance(self.model, DistributionalForecaster):
-            return self.model.distribution(output.float()).affine(scaler.std, scaler.mean)
+            std, mean = scaler.std.to(output.device), scaler.mean.to(output.device)  # no copy on the device
+            return self.model.distribution(output.float()).affine(std, mean)
         return PointForecast(scaler.inverse(output.float()))
 
     def predict_distribution(self, batch: Batch) -> ForecastDistribution:
@@ -206,7 +233,7 @@ class Experiment:
         """
         self.model.eval()
         with torch.no_grad():
-            out = self.model.forecast(batch.to(self.device), self.edge_index, self.edge_weight)
+            out = self.model.forecast(self.to_device(batch), self.edge_index, self.edge_weight)
         return self.to_raw(out.cpu())
 
     def predict(self, batch: Batch) -> Tensor:
@@ -215,14 +242,23 @@ class Experiment:
         return self.predict_distribution(batch).point
 
     def evaluate(
-        self, split: str, batch_size: int = 64, progress: bool = False, *, nodes: Tensor | None = None
+        self,
+        split: str,
+        batch_size: int = 64,
+        progress: bool = False,
+        *,
+        dist: Distributed | None = None,
+        nodes: Tensor | None = None,
     ) -> MaskedMetrics:
         """Masked metrics over a whole split (sums and counts, divided once).
 
         Args:
             split: ``train``, ``val`` or ``test``.
-            batch_size: Windows per forward pass.
+            batch_size: Windows per batch (over all processes when ``dist`` is given).
             progress: Show a progress bar.
+            dist: In a data-parallel run, every process evaluates its share of each batch and
+                the sums and counts are all-reduced before dividing (every process returns the
+                metrics of the whole split).
             nodes: Score only these node indices (e.g. one region of the network); default all.
         """
         metrics = MaskedMetrics(
@@ -230,8 +266,9 @@ class Experiment:
             null_value=self.config.data.null_value,
         )
         self.model.eval()
-        autocast = _autocast(self.device, self.config.train.amp)
-        batches = self.data.batches(split, batch_size)
+        context = autocast(self.device, amp_dtype(self.device, self.config.train.amp))
+        part = None if dist is None else (dist.rank, dist.world_size)
+        batches = self.data.batches(split, batch_size, part=part)
         total = -(-self.data.num_windows(split) // batch_size)
         keep = None  # the nodes scored: the others are masked like missing readings
         if nodes is not None:
@@ -240,18 +277,25 @@ class Experiment:
         with torch.no_grad():
             for batch in tqdm(batches, total=total, desc=f"eval {split}", leave=False,
                               disable=not progress, file=sys.stderr):
-                batch = batch.to(self.device)
-                with autocast:
+                batch = self.to_device(batch)
+                with context:
                     pred = self.model.forecast(batch, self.edge_index, self.edge_weight)
                 mask = batch.mask if keep is None else batch.mask & keep
                 metrics.update(self.to_raw(pred), batch.y, mask)
+        if dist is not None:
+            metrics.load_totals(dist.all_reduce_sums(metrics.totals()))
         return metrics
 
 
-def _autocast(device: torch.device, amp: bool) -> Any:
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+class _ForecastStep(nn.Module):
+    """``model.forecast`` as a module's forward, so that DistributedDataParallel sees the call."""
+
+    def __init__(self, model: Forecaster) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch, edge_index: Tensor, edge_weight: Tensor, teacher_forcing: float) -> Tensor:
+        return self.model.forecast(batch, edge_index, edge_weight, teacher_forcing=teacher_forcing)
 
 
 class Trainer:
@@ -275,11 +319,17 @@ class Trainer:
     holds the last epoch whose weights were finite (it is written only after an epoch
     passed these checks).
 
+    Host synchronisation: the inner loop reads one two-element tensor per step (the loss and
+    the gradient norm) to stop before an update with non-finite values (the check a float16
+    ``GradScaler`` makes too); nothing else leaves the device until the epoch ends.
+
     Args:
         exp: The experiment.
         output: Output directory.
         progress: Show tqdm progress bars.
         log: Where the per-epoch lines go (default stdout).
+        dist: This process's place in a data-parallel (torchrun) job; ``None`` for a plain run.
+            Every process of the job builds its own trainer; only rank 0 logs and writes files.
     """
 
     def __init__(
@@ -289,12 +339,15 @@ class Trainer:
         *,
         progress: bool = True,
         log: Callable[[str], None] = print,
+        dist: Distributed | None = None,
     ) -> None:
         self.exp = exp
         self.cfg = exp.config
         self.output = Path(output)
-        self.progress = progress
-        self.log = log
+        self.dist = dist
+        self.writes = dist is None or dist.is_main
+        self.progress = progress and self.writes
+        self.log = log if self.writes else _silent
         tc = self.cfg.train
         if tc.num_threads:
             torch.set_num_threads(tc.num_threads)
@@ -304,7 +357,8 @@ class Trainer:
             raise ValueError(f"train.optimizer {tc.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         self.warm_start: WarmStart | None = None
         if tc.init_from:  # before the optimiser is built: frozen parameters are left out of it
-            self.warm_start = warm_start(exp.model, self.cfg, exp.spec, exp.dataset.node_ids, tc.init_from, tc.freeze)
+            self.warm_start = warm_start(exp.model, self.cfg, exp.spec, exp.dataset.node_ids, tc.init_from, tc.freeze,
+                                         lambda spec: build_forecaster(self.cfg, spec))
             self.log(self.warm_start.summary())
         self.params = [p for p in exp.model.parameters() if p.requires_grad]
         self.optimizer = (
@@ -312,6 +366,15 @@ class Trainer:
             if exp.model.trainable and self.params else None
         )
         self.scheduler = self._make_scheduler()
+        self.amp_dtype = amp_dtype(exp.device, tc.amp)
+        self.scaler = grad_scaler(exp.device, self.amp_dtype)
+        step: nn.Module = _ForecastStep(exp.model)
+        self.net = dist.wrap(step, exp.device) if dist is not None and self.optimizer is not None else step
+        self.sampler: PartitionSampler | None = None
+        if tc.sampling == "partition" and exp.model.trainable:
+            check_sampling(self.cfg.model, exp.model, exp.spec, self.cfg.model_params)
+            self.sampler = PartitionSampler(exp.edge_index, exp.edge_weight, exp.spec.num_nodes, tc.partitions,
+                                            tc.halo_hops, exp.device)
         self.epoch = 0
         self.global_step = 0
         self.best_val = math.inf
@@ -354,6 +417,7 @@ class Trainer:
             "best_model": self.best_state,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "epoch": self.epoch,
             "global_step": self.global_step,
             "best_val": self.best_val,
@@ -378,7 +442,10 @@ class Trainer:
         )
 
     def _claim_folder(self, resume: bool, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-        """The checkpoint state to continue from (``None``: a new run), or an error; writes nothing."""
+        """The checkpoint state to continue from (``None``: a new run), or an error; writes nothing.
+
+        In a data-parallel run the state is read onto the CPU, to be broadcast to every rank.
+        """
         if not self.checkpoint_path.is_file():
             if resume:
                 self.log(f"{self.output}: no checkpoint to resume from; starting a new run there")
@@ -386,7 +453,7 @@ class Trainer:
                 self.log(f"{self.output}: holds the files of a run that ended before its first checkpoint; "
                          "starting a new run there")
             return None
-        state = load_checkpoint(self.checkpoint_path, map_location=self.exp.device)
+        state = load_checkpoint(self.checkpoint_path, map_location=self.exp.device if self.dist is None else "cpu")
         if not resume:
             raise RunFolderError(
                 f"{self.output} already holds a run (checkpoint after epoch {state.get('epoch')}): pass "
@@ -427,7 +494,7 @@ class Trainer:
 
     def _refuse_change(self, key: str, new: Any, state: dict[str, Any]) -> str | None:
         """Why ``key`` may not change to ``new`` on resume, or ``None`` when it may."""
-        if key in ("train.device", "train.num_threads"):
+        if key in ("train.device", "train.num_threads", "train.compile"):
             return None
         if key == "train.epochs":
             if self.cfg.train.lr_schedule == "cosine":
@@ -448,6 +515,8 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler.is_enabled() and state.get("grad_scaler") is not None:
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.best_state = state["best_model"]
         for key in ("epoch", "global_step", "best_val", "best_epoch", "bad_epochs", "history"):
             setattr(self, key, state[key])
@@ -462,8 +531,11 @@ class Trainer:
         """
 
     def _seed_epoch(self, epoch: int) -> torch.Generator:
+        """Seed torch's RNG (dropout, teacher forcing) from ``(seed, epoch, rank)``; the returned
+        shuffling generator from ``(seed, epoch)``, the same on every rank."""
         seed = self.cfg.train.seed * 1_000_003 + epoch
-        torch.manual_seed(seed)
+        rank = 0 if self.dist is None else self.dist.rank
+        torch.manual_seed(seed + rank * 1_000_000_007)
         return torch.Generator().manual_seed(seed)
 
     def _non_finite(self, epoch: int, batch: int | None, what: str) -> NonFiniteLossError:
@@ -476,14 +548,40 @@ class Trainer:
             "check the data, lower train.lr or set train.clip_grad_norm"
         )
 
-    def _batches(self, epoch: int) -> tuple[Iterator[Batch], int]:
-        tc = self.cfg.train
+    def _batches(self, epoch: int) -> tuple[Iterator[tuple[Batch, Tensor, Tensor]], int]:
+        """The epoch's training steps: ``(batch, edge_index, edge_weight)``, and their number.
+
+        With ``sampling = "partition"`` every batch of windows gives one step per graph part.
+        """
+        tc, exp = self.cfg.train, self.exp
         gen = self._seed_epoch(epoch)
-        total = -(-self.exp.data.num_windows("train") // tc.batch_size)
+        total = -(-exp.data.num_windows("train") // tc.batch_size)
         if tc.max_batches:
             total = min(total, tc.max_batches)
-        batches = self.exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen)
-        return (b for _, b in zip(range(total), batches, strict=False)), total
+        part = None if self.dist is None else (self.dist.rank, self.dist.world_size)
+        batches = exp.data.batches("train", tc.batch_size, shuffle=True, generator=gen, part=part)
+        capped = (b for _, b in zip(range(total), batches, strict=False))
+        if self.sampler is None:
+            return ((b, exp.edge_index, exp.edge_weight) for b in capped), total
+        sampler = self.sampler
+        return (step for b in capped for step in sampler.split(b, gen)), total * len(sampler)
+
+    def _loss(self, forecast: ForecastDistribution, y: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``(loss to back-propagate, the loss of the whole batch)``: the masked mean of
+        :func:`~stgnn.metrics.masked_forecast_loss` (MAE for a point forecast).
+
+        In a data-parallel run the loss sum and count of the global batch are all-reduced and
+        each rank divides its own loss sum by ``count / world_size``, so that DDP's gradient
+        average is the gradient of the global batch's masked mean.
+        """
+        err_sum, count = masked_forecast_loss_sum(forecast, y, mask, self.cfg.data.null_value)
+        if self.dist is None:
+            loss = err_sum / count.clamp(min=1)
+            return loss, loss.detach()
+        totals = self.dist.all_reduce_sum(torch.stack([err_sum.detach().double(), count.double()]))
+        global_count = totals[1].clamp(min=1)
+        loss = err_sum / (global_count / self.dist.world_size).to(err_sum.dtype)
+        return loss, totals[0] / global_count
 
     def train_epoch(self, epoch: int) -> float:
         """One pass over the training windows (``max_batches`` at most), as :meth:`fit` runs it.
@@ -508,29 +606,33 @@ class Trainer:
         exp.model.train()
         batches, total = self._batches(epoch)
         schedule = TEACHER_FORCING[tc.teacher_forcing]
-        autocast = _autocast(exp.device, tc.amp)
+        context = autocast(exp.device, self.amp_dtype)
         loss_sum, count = 0.0, 0
         bar = tqdm(total=total, desc=f"epoch {epoch}", leave=False, disable=not self.progress, file=sys.stderr)
-        for i, batch in enumerate(batches, start=1):
-            batch = batch.to(exp.device)
+        for i, (batch, edge_index, edge_weight) in enumerate(batches, start=1):
+            batch = exp.to_device(batch)
             tf = schedule(self.global_step, tc.teacher_forcing_tau)
-            with autocast:
-                pred = exp.model.forecast(batch, exp.edge_index, exp.edge_weight, teacher_forcing=tf)
+            with context:
+                pred = self.net(batch, edge_index, edge_weight, tf)
             level = curriculum_level(self.global_step, tc.curriculum_steps, exp.spec.horizon)
-            y, mask = batch.y[:, :level], batch.mask[:, :level]
-            loss = masked_forecast_loss(exp.to_raw(pred[:, :level]), y, mask, self.cfg.data.null_value)
+            forecast = exp.to_raw(pred[:, :level])
+            loss, batch_loss = self._loss(forecast, batch.y[:, :level], batch.mask[:, :level])
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # clip and check the true gradients (float16 only)
             if tc.clip_grad_norm > 0:
                 norm = torch.nn.utils.clip_grad_norm_(self.params, tc.clip_grad_norm)
             else:
                 norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
-            loss_value = float(loss.detach())
-            if not (math.isfinite(loss_value) and bool(torch.isfinite(norm))):
+            # the one host read of the step
+            loss_value, norm_value = torch.stack([batch_loss.double(), norm.detach().double()]).tolist()
+            # with float16 loss scaling an overflowing gradient is expected: the scaler skips that step
+            if not (math.isfinite(loss_value) and (math.isfinite(norm_value) or self.scaler.is_enabled())):
                 what = (f"training loss is {loss_value}" if not math.isfinite(loss_value)
-                        else f"gradient norm is {float(norm)} (loss {loss_value:.4g})")
+                        else f"gradient norm is {norm_value} (loss {loss_value:.4g})")
                 raise self._non_finite(epoch, i, what)  # before the update: the weights stay finite
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.global_step += 1
             loss_sum += loss_value
             count += 1
@@ -561,10 +663,16 @@ class Trainer:
         """
         self._check_validation_windows()
         fingerprint = self.exp.fingerprint()
-        with RunLock(self.output):
-            state = self._claim_folder(resume, fingerprint)
+        with contextlib.ExitStack() as stack:
+
+            def claim() -> dict[str, Any] | None:  # rank 0 only in a data-parallel run
+                stack.enter_context(RunLock(self.output))
+                state = self._claim_folder(resume, fingerprint)
+                self._write_run_files(resumed_after=None if state is None else int(state["epoch"]))
+                return state
+
+            state = claim() if self.dist is None else self.dist.on_main(claim)
             self.fingerprint = fingerprint
-            self._write_run_files(resumed_after=None if state is None else int(state["epoch"]))
             if state is not None:
                 self._restore(state)
             try:
@@ -582,7 +690,12 @@ class Trainer:
             self.best_state = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
         else:
             assert self.optimizer is not None
-            self._open_tensorboard()
+            if tc.compile:
+                warm = exp.data.batch(exp.data.splits["train"][: tc.batch_size])
+                compile_model(exp.model, lambda: exp.model.forecast(exp.to_device(warm), exp.edge_index,
+                                                                    exp.edge_weight))
+            if self.writes:
+                self._open_tensorboard()
             while self.epoch < tc.epochs:
                 if tc.patience and self.bad_epochs >= tc.patience:
                     self.log(f"early stopping: no better validation MAE for {tc.patience} epochs")
@@ -591,11 +704,13 @@ class Trainer:
                 lr = float(self.optimizer.param_groups[0]["lr"])  # the LR this epoch trains with
                 start = time.perf_counter()
                 train_loss = self._train_epoch(epoch)
-                val = exp.evaluate("val", tc.eval_batch_size).compute()["average"]
+                val = exp.evaluate("val", tc.eval_batch_size, dist=self.dist).compute()["average"]
                 if val["mae"] is None:
                     raise ValueError(f"{exp.dataset.source}: the validation split has no observed readings "
                                      "(all missing); early stopping cannot work on it")
                 val_mae = float(val["mae"])
+                if self.dist is not None:  # one decision: every rank takes rank 0's number
+                    val_mae = self.dist.broadcast(val_mae)
                 if not math.isfinite(val_mae):
                     raise self._non_finite(epoch, None, f"validation MAE is {val_mae}")
                 elapsed = time.perf_counter() - start
@@ -613,19 +728,21 @@ class Trainer:
                     f"epoch {epoch:3d}/{tc.epochs}  train_loss {train_loss:.4f}  val_mae {val_mae:.4f}"
                     f"{' *' if improved else '  '}  lr {lr:.2e}  {elapsed:.1f}s"
                 )
-                self._write_log()
-                self._tensorboard(row)
-                save_checkpoint(self.state(), self.checkpoint_path)
+                if self.writes:
+                    self._write_log()
+                    self._tensorboard(row)
+                    save_checkpoint(self.state(), self.checkpoint_path)
         exp.model.load_state_dict(self.best_state)
         result = self._final_metrics()
-        save_checkpoint(self.state(finished=True), self.checkpoint_path)
-        write_json(self.output / "metrics.json", result)
+        if self.writes:
+            save_checkpoint(self.state(finished=True), self.checkpoint_path)
+            write_json(self.output / "metrics.json", result)
         return result
 
     def _final_metrics(self) -> dict[str, Any]:
         exp = self.exp
-        test = exp.evaluate("test", self.cfg.train.eval_batch_size, progress=self.progress)
-        val = exp.evaluate("val", self.cfg.train.eval_batch_size).compute()
+        test = exp.evaluate("test", self.cfg.train.eval_batch_size, progress=self.progress, dist=self.dist)
+        val = exp.evaluate("val", self.cfg.train.eval_batch_size, dist=self.dist).compute()
         return {
             "horizons": test.compute(),
             "per_step": test.per_step(),
@@ -639,6 +756,7 @@ class Trainer:
             "train_seconds": sum(r["seconds"] for r in self.history),
             "units": exp.dataset.units,
             "mape_unit": "percent",
+            "processes": 1 if self.dist is None else self.dist.world_size,
         }
 
     # ----------------------------------------------------------------- files
@@ -677,6 +795,10 @@ class Trainer:
         for key, value in row.items():
             if key != "epoch" and math.isfinite(value):
                 self._tb.add_scalar(key, value, int(row["epoch"]))
+
+
+def _silent(line: str) -> None:
+    """The log of the processes other than rank 0."""
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:

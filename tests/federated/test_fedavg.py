@@ -85,6 +85,11 @@ def test_shared_entries_leave_out_per_node_and_integer_state():
     assert any(k.endswith("running_mean") for k in gwnet)
     assert not [k for k in shared_state_keys("stgcn", spec) if ".norm." in k]
     assert [k for k in shared_state_keys("stgcn", spec, {"per_node_norm": False}) if ".norm." in k]
+    # a run config builds the model as a run does: with a probabilistic head its entries are nested
+    cfg = RunConfig.from_dict({"model": "gwnet", "dataset": "los-loop", "head": {"kind": "gaussian"}})
+    headed = shared_state_keys(cfg, spec)
+    assert headed and all(k.startswith("base.") for k in headed)
+    assert not [k for k in headed if k.endswith("_embedding")]
 
 
 class FailingClient(RegionClient):

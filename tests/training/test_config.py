@@ -69,7 +69,7 @@ def test_custom_section_round_trips(tmp_path):
     ("[data]\ncovariates = ['weather']\n", r"\[data\] covariates.0: Input should be 'time_of_day' or 'day_of_week'"),
     ("[data]\ntarget_features = []\n", r"\[data\] target_features: List should have at least 1 item"),
     ("[data]\nnull_value = 'zero'\n", r"\[data\] null_value: Input should be a valid number"),
-    ('model = "transformer"\n', "model: unknown model 'transformer'; registered: dcrnn"),
+    ('model = "informer"\n', "model: unknown model 'informer'; registered: dcrnn"),
     ('dataset = "metr_la"\n', "dataset: unknown dataset 'metr_la'"),
     ("[model_params]\nhidden_channels = 2.5\n", r"\[model_params\] hidden_channels: Input should be a valid integer"),
     ("[model_params]\nhiden_channels = 8\n", r"\[model_params\] hiden_channels: unknown key for model 'lstm'"),

@@ -55,14 +55,14 @@ def test_curriculum_restricts_the_loss_to_the_leading_horizons(data, tmp_path, m
     import stgnn.training.trainer as module
 
     seen: list[int] = []
-    original = module.masked_forecast_loss
+    original = module.masked_forecast_loss_sum
 
     def spy(pred: ForecastDistribution, target: torch.Tensor, mask: torch.Tensor,
-            null_value: float | None) -> torch.Tensor:
+            null_value: float | None) -> tuple[torch.Tensor, torch.Tensor]:
         seen.append(pred.point.shape[1])
         return original(pred, target, mask, null_value)
 
-    monkeypatch.setattr(module, "masked_forecast_loss", spy)
+    monkeypatch.setattr(module, "masked_forecast_loss_sum", spy)
     cfg = make_config(*data, epochs=2, max_batches=3, curriculum_steps=2)
     trainer(cfg, tmp_path / "run").fit()
     assert seen == [1, 1, 2, 2, 3, 3]
@@ -107,7 +107,7 @@ class _ScriptedMetrics:
 def _script_validation(exp: Experiment, maes: list[float]) -> None:
     queue = iter(maes)
 
-    def evaluate(split: str, batch_size: int = 64, progress: bool = False) -> Any:
+    def evaluate(split: str, batch_size: int = 64, progress: bool = False, *, dist: Any = None) -> Any:
         return _ScriptedMetrics(next(queue) if split == "val" else 1.0)
 
     exp.evaluate = evaluate  # type: ignore[method-assign]
@@ -219,7 +219,8 @@ def test_resume_allows_device_threads_and_a_later_patience(data, tmp_path):
     trainer(make_config(*data, epochs=1, patience=3), out).fit()
     cfg = make_config(*data, epochs=2, patience=5, num_threads=1)
     assert trainer(cfg, out).fit(resume=True)["epochs_run"] == 2
-    assert set(RESUMABLE_KEYS) == {"train.epochs", "train.patience", "train.device", "train.num_threads"}
+    assert set(RESUMABLE_KEYS) == {"train.epochs", "train.patience", "train.device", "train.num_threads",
+                                   "train.compile"}
 
 
 def test_resume_refuses_fewer_epochs_than_done_an_earlier_patience_and_cosine_epochs(data, tmp_path):
