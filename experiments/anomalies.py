@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     planted_counts, period = "", ""
     for ckpt in args.checkpoints:
-        exp, state = experiment_from_checkpoint(ckpt, args.data_dir, "cpu")
+        exp, _ = experiment_from_checkpoint(ckpt, args.data_dir, "cpu")
         first = int(exp.dataset.num_steps * 0.8)
         clean = exp.dataset.series[first:, :, 0].numpy().astype(np.float64)
         stamps = exp.dataset.timestamps[first:]
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             pd.DataFrame(values, index=pd.Index(stamps, name="timestamp"), columns=exp.dataset.node_ids).to_csv(
                 files[name])
         stats = residual_statistics(exp, AnomalySettings())
-        val_mae = state.get("best_val")
+        test_mae = exp.evaluate("test").compute()["average"]["mae"]
         for threshold in args.thresholds:
             settings = AnomalySettings(threshold=threshold, stuck_steps=args.stuck_steps)
             start = time.perf_counter()
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             excess = score["hits"] / (score["hits"] + int(new_false.sum()))
             by_kind = score["recall_by_kind"]
             rows.append(
-                f"| {exp.config.model} ({Path(ckpt).parent.name}, val MAE {val_mae:.2f}) | {threshold:g} | "
+                f"| {exp.config.model} ({Path(ckpt).parent.name}, test MAE {test_mae:.2f}) | {threshold:g} | "
                 f"{score['alerts']} | {int((base.kind != '').sum())} | {score['precision']:.3f} | {excess:.3f} | "
                 f"{score['recall']:.3f} | " + " | ".join(f"{by_kind.get(k, float('nan')):.2f}" for k in
                                                           ("spike", "drop", "stuck", "dropout", "stuck (in the data)"))

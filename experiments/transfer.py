@@ -55,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="stgcn")
     p.add_argument("--pretrain-epochs", type=int, default=3)
     p.add_argument("--epochs", type=int, default=5, help="epochs on part B's slice (each variant)")
-    p.add_argument("--slice-days", type=float, default=1.0, help="training days of part B (default 1)")
+    p.add_argument("--slice-days", type=float, nargs="+", default=[1.0],
+                   help="training days of part B, one set of runs each (default 1; at most 1.5)")
     p.add_argument("--freeze", default="blocks.*", help="pattern frozen in the third variant")
-    p.add_argument("--work-dir", type=Path, default=Path("runs/transfer"))
+    p.add_argument("--work-dir", type=Path, default=Path("runs/transfer"),
+                   help="data files and run folders; a run whose metrics.json exists there is reused")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--output", type=Path, default=RESULTS / "TRANSFER.md")
     args = p.parse_args(argv)
@@ -72,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     series_a, adj_a = write_part(work / "part-a", ds, ids_a, slice(0, 4 * DAY))
     series_b, adj_b = write_part(work / "part-b", ds, ids_b, slice(4 * DAY, 7 * DAY))
     (work / "a.toml").write_text("[data]\nsplit = [0.7, 0.15, 0.15]\n")
-    train_b = args.slice_days / 3
-    (work / "b.toml").write_text(f"[data]\nsplit = [{train_b:.6f}, {0.5 - train_b:.6f}, 0.5]\n")
     common = ["--model", args.model, "--device", "cpu", "--seed", "0", "--quiet", "--no-download"]
     commands = []
 
@@ -86,26 +86,38 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"failed: {commands[-1]}")
         return json.loads((out / "metrics.json").read_text())
 
-    pre = train("pretrain-a", series_a, adj_a, "a.toml", args.pretrain_epochs)
-    ckpt = str(work / "pretrain-a" / "checkpoint.pt")
-    rows = [("from scratch", train("b-scratch", series_b, adj_b, "b.toml", args.epochs)),
-            ("--init-from A", train("b-init", series_b, adj_b, "b.toml", args.epochs, "--init-from", ckpt)),
-            (f"--init-from A --freeze '{args.freeze}'",
-             train("b-frozen", series_b, adj_b, "b.toml", args.epochs, "--init-from", ckpt, "--freeze", args.freeze))]
-    record = json.loads((work / "b-init" / "init_from.json").read_text())
-    frozen = json.loads((work / "b-frozen" / "init_from.json").read_text())
-
     def f(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
-    lines = ["| part B, trained | MAE @3 | MAE @6 | MAE @12 | average MAE / RMSE / MAPE % | best epoch |",
-             "|---|---|---|---|---|---|"]
-    for name, m in rows:
-        h = m["horizons"]
-        avg = h["average"]
-        lines.append(f"| {name} | {f(h['3']['mae'])} | {f(h['6']['mae'])} | {f(h['12']['mae'])} | "
-                     f"{f(avg['mae'])} / {f(avg['rmse'])} / {f(avg['mape'])} | {m['best_epoch']} |")
-    windows = rows[0][1]["windows"]
+    pre_dir = f"pretrain-a-{args.pretrain_epochs}ep"
+    pre = train(pre_dir, series_a, adj_a, "a.toml", args.pretrain_epochs)
+    ckpt = str(work / pre_dir / "checkpoint.pt")
+    lines = ["| B training days | train/val/test windows | part B, trained | MAE @3 | MAE @6 | MAE @12 | "
+             "average MAE / RMSE / MAPE % | best epoch |", "|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for days in args.slice_days:
+        train_b = days / 3
+        config = f"b-{days:g}d.toml"
+        (work / config).write_text(f"[data]\nsplit = [{train_b:.6f}, {0.5 - train_b:.6f}, 0.5]\n")
+        tag = f"b-{days:g}d-{args.epochs}ep-from-{args.pretrain_epochs}ep"
+        rows = [("from scratch", train(f"{tag}-scratch", series_b, adj_b, config, args.epochs)),
+                ("--init-from A", train(f"{tag}-init", series_b, adj_b, config, args.epochs, "--init-from", ckpt)),
+                (f"--init-from A --freeze '{args.freeze}'",
+                 train(f"{tag}-frozen", series_b, adj_b, config, args.epochs, "--init-from", ckpt, "--freeze",
+                       args.freeze))]
+        w = rows[0][1]["windows"]
+        for name, m in rows:
+            h = m["horizons"]
+            avg = h["average"]
+            lines.append(f"| {days:g} | {w['train']}/{w['val']}/{w['test']} | {name} | {f(h['3']['mae'])} | "
+                         f"{f(h['6']['mae'])} | {f(h['12']['mae'])} | {f(avg['mae'])} / {f(avg['rmse'])} / "
+                         f"{f(avg['mape'])} | {m['best_epoch']} |")
+        scratch, init = (r[1]["horizons"]["average"]["mae"] for r in rows[:2])
+        verdicts.append(f"with {days:g} day(s) of B, starting from A's weights changes the average test MAE by "
+                        f"{init - scratch:+.2f} ({init:.2f} vs {scratch:.2f} from scratch)")
+    first = f"b-{args.slice_days[0]:g}d-{args.epochs}ep-from-{args.pretrain_epochs}ep"
+    record = json.loads((work / f"{first}-init" / "init_from.json").read_text())
+    frozen = json.loads((work / f"{first}-frozen" / "init_from.json").read_text())
     text = (
         "# Transfer to a new network (Los-loop cut in two)\n\n"
         f"Shortened runs, CPU, {args.threads} thread(s), seed 0, model `{args.model}`: pretraining "
@@ -114,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(ids_a)} and B = {len(ids_b)} sensors, {cut} undirected edges cut.\n"
         f"- A: 2012-03-01 to 03-04 (Thu-Sun), split 70/15/15; its own test MAE "
         f"{f(pre['horizons']['average']['mae'])} after pretraining.\n"
-        f"- B: 2012-03-05 to 03-07 (Mon-Wed), {args.slice_days:g} day(s) of training windows, then validation, "
-        f"test = the last half ({windows['train']}/{windows['val']}/{windows['test']} train/val/test windows). "
-        "A's data ends before B's begins, so nothing of B's test period is seen in pretraining.\n"
+        "- B: 2012-03-05 to 03-07 (Mon-Wed): the first day(s) given below train, then validation up to the "
+        "middle, test = the last half (1.5 days, the same windows in every row). A's data ends before B's "
+        "begins, so nothing of B's test period is seen in pretraining.\n"
         f"- Carried over from A: {len(record['loaded'])} tensors; re-initialised: "
-        f"{', '.join(record['reinitialised']) or 'none'} (per-node); frozen in the third row: "
+        f"{', '.join(record['reinitialised']) or 'none'} (per-node); frozen in the `--freeze` rows: "
         f"{len(frozen['frozen'])} parameters.\n\n"
         "Part B's test split, masked metrics, MAPE in %:\n\n" + "\n".join(lines) + "\n\n"
+        "At these run lengths, " + "; ".join(verdicts) + ".\n\n"
         f"Produced by `{command}` ({platform.processor() or platform.machine()}, torch {torch.__version__}), "
         "which ran:\n\n" + "".join(f"    {c}\n" for c in commands)
     )

@@ -16,7 +16,11 @@ Commands::
     stgnn plot     --checkpoint FILE [--sensors 0,5 | --sensors ID,...] [--horizon 3] --output DIR
     stgnn explain  --checkpoint FILE --sensor ID --time T [--horizon 1] --output DIR
     stgnn anomalies --checkpoint FILE --series FILE [--threshold Z] --output DIR
-    stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted] --output DIR
+    stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted|mixture] --output DIR
+    stgnn serve    --checkpoint FILE [--onnx FILE] [--host 127.0.0.1] [--port 8000] [--max-batch N] [--max-wait-ms MS]
+    stgnn export   --checkpoint FILE --format onnx|torchscript [--quantize dynamic] --output FILE
+    stgnn federated [--model NAME] [--dataset NAME | --config FILE] --clients K --rounds R [--local-epochs E]
+                   [--no-baselines] [--output DIR]
 
 A user error (a bad argument, config value, file or device) ends the command with one line
 per problem, ``stgnn: error: <argument or file>: <problem>``, on stderr and exit status 2;
@@ -63,7 +67,7 @@ from stgnn.protocols.tgcn import PROTOCOL_SETTINGS
 from stgnn.published import published_for
 from stgnn.report import horizon_table, interval_table
 from stgnn.reproduce import RESULTS_DIR, reproduce
-from stgnn.training.checkpoint import load_checkpoint, write_json
+from stgnn.training.checkpoint import environment, load_checkpoint, write_json
 from stgnn.training.config import (
     COVARIATE_KEYS,
     CUSTOM_GRAPH_KEYS,
@@ -73,7 +77,7 @@ from stgnn.training.config import (
     read_config_file,
 )
 from stgnn.training.distributed import Distributed
-from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, select_device
+from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, load_data, select_device
 
 __all__ = ["UsageError", "main"]
 
@@ -591,6 +595,59 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- serve / export
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from stgnn.serving.app import create_app
+        from stgnn.serving.batching import BatchSettings
+        from stgnn.serving.model import load_served_model
+    except ImportError as exc:
+        raise UsageError(f"serve: needs fastapi and uvicorn: pip install 'stgnn[serve]' ({exc})") from exc
+    if args.onnx and not Path(args.onnx).is_file():
+        raise UsageError(f"--onnx {args.onnx}: file not found")
+    if args.max_body_bytes < 1:
+        raise UsageError(f"--max-body-bytes: must be >= 1, got {args.max_body_bytes}")
+    try:
+        settings = BatchSettings(args.max_batch, args.max_wait_ms, args.max_queue)
+    except ValueError as exc:
+        raise UsageError(f"--max-batch / --max-wait-ms / --max-queue: {exc}") from exc
+    if args.onnx:
+        model = load_served_model(args.checkpoint, onnx=args.onnx)
+    else:
+        exp = _from_checkpoint(args)
+        model = load_served_model(args.checkpoint, experiment=exp)
+    app = create_app(model, batching=settings, max_body_bytes=args.max_body_bytes)
+    print(f"serving {model.spec.model} ({model.backend}) trained on {model.spec.dataset} at "
+          f"http://{args.host}:{args.port} (OpenAPI: /docs); Ctrl-C stops after the requests in flight", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, limit_concurrency=args.max_connections,
+                timeout_graceful_shutdown=args.shutdown_timeout, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from stgnn.serving.export import export_model
+    except ImportError as exc:
+        raise UsageError(f"export: needs onnx, onnxruntime and onnxscript: pip install 'stgnn[export]' "
+                         f"({exc})") from exc
+    if args.quantize and args.format != "onnx":
+        raise UsageError("--quantize: int8 dynamic quantization is done on the ONNX model; use --format onnx")
+    if args.check_windows is not None and args.check_windows < 1:
+        raise UsageError(f"--check-windows: must be >= 1, got {args.check_windows}")
+    _check_writable(Path(args.output).parent, "--output")
+    args.device = "cpu"
+    exp = _from_checkpoint(args)
+    report = export_model(exp, args.output, args.format, quantize=args.quantize, checkpoint=args.checkpoint,
+                          check_windows=args.check_windows)
+    for line in report.lines():
+        print(line)
+    if args.report:
+        write_json(args.report, report.to_dict())
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise UsageError(f"--steps: must be >= 1, got {args.steps}")
@@ -624,7 +681,7 @@ def _cmd_anomalies(args: argparse.Namespace) -> int:
     if args.max_plots < 0:
         raise UsageError(f"--max-plots: must be >= 0, got {args.max_plots}")
     settings = AnomalySettings(threshold=args.threshold, horizon=args.horizon, slot_minutes=args.slot_minutes,
-                               stuck_steps=args.stuck_steps, min_dropout=args.min_dropout)
+                               stuck_steps=args.stuck_steps, min_dropout=args.min_dropout, interval=args.interval)
     _check_writable(Path(args.output), "--output")
     exp = _from_checkpoint(args)
     settings.check(exp.spec.horizon)
@@ -634,9 +691,10 @@ def _cmd_anomalies(args: argparse.Namespace) -> int:
     summary = write_report(detection, args.output, settings, max_plots=args.max_plots, units=exp.dataset.units,
                            source={"checkpoint": str(args.checkpoint), "series": str(args.series),
                                    "command": shlex.join(["stgnn", *args.argv])})
+    write_json(Path(args.output) / "environment.json", environment(exp.device))
     counts = ", ".join(f"{n} {k}" for k, n in summary["alerts"].items())
     print(f"{series.num_steps} steps x {series.num_nodes} sensors scanned: {counts} "
-          f"({summary['flagged_sensors']} sensors flagged)")
+          f"({summary['flagged_sensors']} sensors flagged; spike/drop: {summary['spike_drop_test']})")
     print(f"wrote {Path(args.output) / 'alerts.csv'}, {Path(args.output) / 'summary.json'} and "
           f"{len(summary['plots'])} plots in {Path(args.output) / 'plots'}")
     if summary["not_plotted"]:
@@ -655,11 +713,46 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     result["command"] = shlex.join(["stgnn", *args.argv])
     out = Path(args.output)
     write_json(out / "metrics.json", result)
+    write_json(out / "environment.json", environment(members[0][1].device))
     table = comparison_table(result)
     (out / "members.md").write_text(table + "\n")
     ref = members[0][1]
     _print_table(result, ref.dataset.name, f"ensemble ({args.method}) of {len(members)}", ref.dataset.interval_minutes)
-    print(f"\ntest split, members and ensemble:\n\n{table}\n\nwrote {out / 'metrics.json'} and {out / 'members.md'}")
+    print(f"\ntest split, members and ensemble:\n\n{table}\n\nwrote {out / 'metrics.json'}, {out / 'members.md'} "
+          f"and {out / 'environment.json'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- federated
+def _cmd_federated(args: argparse.Namespace) -> int:
+    try:
+        from stgnn.federated.compare import federated_table, run_comparison
+    except ImportError as exc:
+        raise UsageError(f"federated: needs Flower ({exc}); pip install 'stgnn[federated]'") from exc
+    for option, value, low in (("--clients", args.clients, 2), ("--rounds", args.rounds, 1),
+                               ("--local-epochs", args.local_epochs, 1)):
+        if value < low:
+            raise UsageError(f"{option}: must be >= {low}, got {value}")
+    for key, value in vars(build_parser().parse_args(["train"])).items():  # train's options it lacks, unset
+        if not hasattr(args, key):
+            setattr(args, key, value)
+    cfg = _resolve_config(args)
+    _check_device(cfg.train.device, "--device" if args.device else "[train] device")
+    output = Path(args.output or f"runs/federated-{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_writable(output, "--output")
+    if (output / "federated.json").exists():
+        raise UsageError(f"--output {output}: holds a federated run already; give another folder")
+    _ensure_data(cfg, args)
+    dataset = load_data(cfg, args.data_dir)
+    if not 2 <= args.clients <= dataset.num_nodes:
+        raise UsageError(f"--clients: {args.clients} regions of a {dataset.num_nodes}-sensor network; give 2 .. "
+                         f"{dataset.num_nodes}")
+    record = run_comparison(cfg, dataset, output, parts=args.clients, rounds=args.rounds,
+                            local_epochs=args.local_epochs, baselines=not args.no_baselines,
+                            command=shlex.join(["stgnn", *args.argv]), log=(lambda _: None) if args.quiet else print,
+                            verbose=args.debug)
+    print("\n" + federated_table(record))
+    print(f"wrote {output / 'federated.json'} and {output / 'comparison.md'}")
     return 0
 
 
@@ -828,6 +921,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CSV/Parquet readings to scan: a timestamp column, then one column per trained sensor")
     an.add_argument("--threshold", type=float, default=4.0,
                     help="robust |z| of the forecast residual above which a reading alerts (default 4)")
+    an.add_argument("--interval", type=float, metavar="LEVEL",
+                    help="probabilistic models: alert outside this central forecast interval (default 0.99, or "
+                         "the widest a quantile head holds); point models use --threshold")
     an.add_argument("--horizon", type=int, default=1, help="forecast step whose residual is scored (default 1)")
     an.add_argument("--slot-minutes", type=int, default=60,
                     help="time-of-day slot width of the residual statistics (default 60)")
@@ -844,12 +940,62 @@ def build_parser() -> argparse.ArgumentParser:
 
     en = sub.add_parser("ensemble", help="combine checkpoints of the same data and evaluate the ensemble")
     en.add_argument("--checkpoints", nargs="+", required=True, help="two or more checkpoints of the same data")
-    en.add_argument("--method", choices=["mean", "weighted"], default="mean",
-                    help="mean, or weighted: weights proportional to 1 / validation MAE (default mean)")
+    en.add_argument("--method", choices=["mean", "weighted", "mixture"], default="mean",
+                    help="mean; weighted: weights proportional to 1 / validation MAE; mixture: the mixture of "
+                         "Gaussian-head members' distributions (default mean)")
     en.add_argument("--output", required=True, help="output directory (metrics.json, members.md)")
     en.add_argument("--device", default=None)
     common(en)
     en.set_defaults(func=_cmd_ensemble)
+
+    sv = sub.add_parser("serve", help="HTTP JSON API: POST /predict, GET /health, GET /model (FastAPI + uvicorn)")
+    sv.add_argument("--checkpoint", required=True)
+    sv.add_argument("--onnx", help="serve this ONNX export of the checkpoint (stgnn export) instead of PyTorch")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-batch", type=int, default=32, help="most windows per forward pass; 1: no batching "
+                    "(default 32)")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0,
+                    help="longest a request waits for others to join its batch (default 5)")
+    sv.add_argument("--max-queue", type=int, default=256, help="most waiting requests; more get 503 (default 256)")
+    sv.add_argument("--max-connections", type=int, default=512,
+                    help="most open connections and requests at once; more get 503 (default 512)")
+    sv.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body; larger get 413 "
+                    "(default 1 MiB)")
+    sv.add_argument("--shutdown-timeout", type=float, default=30.0,
+                    help="seconds to let requests in flight finish after Ctrl-C / SIGTERM (default 30)")
+    sv.add_argument("--device", default=None)
+    common(sv)
+    sv.set_defaults(func=_cmd_serve)
+
+    xp = sub.add_parser("export", help="export a checkpoint's model to ONNX or TorchScript (checked, measured)")
+    xp.add_argument("--checkpoint", required=True)
+    xp.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    xp.add_argument("--quantize", choices=["dynamic"], help="int8 dynamic quantization for CPU inference (ONNX)")
+    xp.add_argument("--output", required=True, help="the file to write (.onnx / .pt)")
+    xp.add_argument("--check-windows", type=int, help="check on the first N test windows (default: all)")
+    xp.add_argument("--report", help="also write the measurements (size, difference, latency, metrics) as JSON here")
+    common(xp)
+    xp.set_defaults(func=_cmd_export)
+
+    fd = sub.add_parser("federated", help="federated training across regions of a network (Flower FedAvg on loopback)")
+    fd.add_argument("--model", choices=sorted(MODELS), help=f"model (default {DEFAULT_MODEL})")
+    fd.add_argument("--dataset", choices=list(DATASETS), help="benchmark dataset (default as for train)")
+    fd.add_argument("--config", help="TOML config (own data through its [custom] section)")
+    fd.add_argument("--clients", type=int, default=3,
+                    help="regions (one client each) the graph is cut into (default 3)")
+    fd.add_argument("--rounds", type=int, default=10, help="federated rounds (default 10)")
+    fd.add_argument("--local-epochs", type=int, default=1, help="training epochs per client and round (default 1)")
+    fd.add_argument("--no-baselines", action="store_true",
+                    help="skip the local-only and centralised runs (trained for rounds x local-epochs epochs)")
+    fd.add_argument("--batch-size", type=int)
+    fd.add_argument("--lr", type=float)
+    fd.add_argument("--seed", type=int)
+    fd.add_argument("--device", help="auto (default), cpu, cuda, ...")
+    fd.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs)")
+    fd.add_argument("--output", help="output directory (default: a new runs/federated-MODEL-DATASET-TIME)")
+    common(fd)
+    fd.set_defaults(func=_cmd_federated)
     return p
 
 

@@ -62,7 +62,8 @@ class Batch:
 
     def _map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
         """A batch with ``fn`` applied to every tensor field (``None`` fields stay ``None``)."""
-        mapped: dict[str, Any] = {f.name: None if (v := getattr(self, f.name)) is None else fn(v) for f in fields(self)}
+        moved: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        mapped: dict[str, Any] = {k: None if v is None else fn(v) for k, v in moved.items()}
         return Batch(**mapped)
 
     def pin_memory(self) -> Batch:

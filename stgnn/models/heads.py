@@ -34,7 +34,7 @@ from torch.nn import functional as F  # noqa: N812
 from stgnn.distributions import ForecastDistribution, GaussianForecast, QuantileForecast
 from stgnn.models.base import Batch, Forecaster, ModelSpec
 
-__all__ = ["DEFAULT_QUANTILES", "HEADS", "DistributionalForecaster", "head_problems"]
+__all__ = ["DEFAULT_QUANTILES", "HEADS", "DistributionalForecaster", "head_distribution", "head_problems"]
 
 HEADS = ("point", "gaussian", "quantile")
 """The head kinds of the ``[head]`` config section; ``point`` is the model itself."""
@@ -159,6 +159,19 @@ class DistributionalForecaster(Forecaster):
 
     def distribution(self, params: Tensor) -> ForecastDistribution:
         """The forecast distribution of ``params`` ``[B, H, N, F, P]`` (from :meth:`forward`)."""
-        if self.kind == "gaussian":
-            return GaussianForecast(params[..., 0], params[..., 1])
-        return QuantileForecast(self.levels, params)
+        return head_distribution(self.kind, self.levels, params)
+
+
+def head_distribution(kind: str, levels: Sequence[float], params: Tensor) -> ForecastDistribution:
+    """The distribution a head's parameters ``[B, H, N, F, P]`` describe (scaled space).
+
+    Also used on the output of an exported model (``stgnn serve --onnx``), which has no module.
+
+    Args:
+        kind: ``"gaussian"`` (``P = 2``: mean, scale) or ``"quantile"`` (``P = len(levels)``).
+        levels: The quantile levels (``quantile`` only).
+        params: The constrained parameters.
+    """
+    if kind == "gaussian":
+        return GaussianForecast(params[..., 0], params[..., 1])
+    return QuantileForecast(tuple(levels), params)

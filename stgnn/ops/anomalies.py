@@ -13,6 +13,10 @@ Three kinds of alert, each on one (sensor, time) point of a readings file:
   sensor's statistics over the whole day instead; a standard deviation below ``1e-3`` of the
   readings' standard deviation is raised to it (a perfectly predicted sensor would otherwise
   alert on rounding).
+* **spike / drop, probabilistic models** -- a model with a Gaussian or quantile head alerts
+  where the reading falls outside the central ``interval`` of its forecast distribution
+  (default 0.99; a quantile head's widest); the score is the residual in units of the
+  interval's half-width on that side (``|score| > 1``), and no residual statistics are used.
 * **stuck** -- a run of at least ``stuck_steps`` consecutive identical observed readings
   (every point of the run is an alert; the score is the run length in steps).
 * **dropout** -- a run of at least ``min_dropout`` consecutive missing readings: NaN cells,
@@ -56,6 +60,7 @@ from stgnn.data.custom import read_series_table
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.graph import SensorGraph
 from stgnn.training.checkpoint import write_json
+from stgnn.training.config import RunConfig
 from stgnn.training.fingerprint import align_sensors
 from stgnn.training.trainer import Experiment
 
@@ -66,6 +71,7 @@ __all__ = [
     "ResidualStatistics",
     "detect_anomalies",
     "inject_anomalies",
+    "interval_level",
     "plot_sensors",
     "read_series",
     "residual_statistics",
@@ -97,6 +103,9 @@ class AnomalySettings:
         clean_steps: Consecutive spike/drop alerts of a sensor whose readings are replaced by
             their forecasts in the model's input; later ones are kept (a lasting change of
             level is then followed rather than flagged forever). Default 3.
+        interval: Probabilistic models only: the central interval level outside which a
+            reading alerts (default 0.99, or the widest a quantile head holds; see
+            :func:`interval_level`).
     """
 
     threshold: float = 4.0
@@ -106,6 +115,7 @@ class AnomalySettings:
     min_dropout: int = 1
     min_slot_count: int = 20
     clean_steps: int = 3
+    interval: float | None = None
 
     def check(self, model_horizon: int) -> None:
         """Raise ``ValueError`` naming the option of every setting out of range."""
@@ -120,6 +130,8 @@ class AnomalySettings:
             problems.append(f"--stuck-steps: must be >= 2, got {self.stuck_steps}")
         if self.min_dropout < 1:
             problems.append(f"--min-dropout: must be >= 1, got {self.min_dropout}")
+        if self.interval is not None and not 0.0 < self.interval < 1.0:
+            problems.append(f"--interval: must be in (0, 1), e.g. 0.99, got {self.interval}")
         if self.clean_steps < 0:
             problems.append(f"clean_steps: must be >= 0, got {self.clean_steps}")
         if self.min_slot_count < 2:
@@ -151,10 +163,58 @@ class ResidualStatistics:
 
 
 def _forecasts(exp: Experiment, starts: Tensor, step: int, batch_size: int) -> np.ndarray:
-    """``[len(starts), N]`` raw-unit forecasts ``step`` (0-based) ahead of each window's inputs."""
-    out = [exp.predict(exp.data.batch(starts[i : i + batch_size]))[:, step, :, 0].numpy()
-           for i in range(0, starts.numel(), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, exp.dataset.num_nodes), dtype=np.float32)
+    """``[len(starts), N]`` raw-unit point forecasts ``step`` (0-based) ahead of each window's inputs."""
+    return _forecast_bands(exp, starts, step, batch_size, None)[0]
+
+
+def _forecast_bands(exp: Experiment, starts: Tensor, step: int, batch_size: int,
+                    level: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point forecasts and the central ``level`` interval (NaN without a level), each ``[len(starts), N]``."""
+    points, lows, highs = [], [], []
+    for i in range(0, starts.numel(), batch_size):
+        dist = exp.predict_distribution(exp.data.batch(starts[i : i + batch_size]))
+        points.append(dist.point[:, step, :, 0].numpy())
+        if level is None:
+            lows.append(np.full_like(points[-1], np.nan))
+            highs.append(np.full_like(points[-1], np.nan))
+        else:
+            low, high = dist.interval(level)
+            lows.append(low[:, step, :, 0].numpy())
+            highs.append(high[:, step, :, 0].numpy())
+    if not points:
+        empty = np.zeros((0, exp.dataset.num_nodes), dtype=np.float32)
+        return empty, empty, empty
+    return np.concatenate(points), np.concatenate(lows), np.concatenate(highs)
+
+
+def interval_level(config: RunConfig, settings: AnomalySettings) -> float | None:
+    """The interval level a scan of ``config``'s model uses, or ``None`` for a point model (z-scores).
+
+    A probabilistic model uses ``settings.interval``, by default 0.99 where its head gives it
+    (Gaussian), else the widest central interval its quantile levels hold.
+
+    Raises:
+        ValueError: ``settings.interval`` given for a point model, or a level the head cannot give.
+    """
+    kind = config.head.kind
+    if kind == "point":
+        if settings.interval is not None:
+            raise ValueError(f"--interval: the {config.model} checkpoint forecasts points (no intervals); "
+                             "its alerts use residual z-scores (--threshold)")
+        return None
+    if settings.interval is not None:
+        level = settings.interval
+    elif kind == "quantile":
+        levels = config.head.quantiles
+        level = min(0.99, 1.0 - 2.0 * max(levels[0], 1.0 - levels[-1]))
+    else:
+        level = 0.99
+    if kind == "quantile":
+        levels = config.head.quantiles
+        if not (levels[0] <= (1 - level) / 2 + 1e-12 and (1 + level) / 2 - 1e-12 <= levels[-1]):
+            raise ValueError(f"--interval {level:g}: the quantile head predicts levels {levels}, which hold "
+                             f"central intervals up to {1.0 - 2.0 * max(levels[0], 1.0 - levels[-1]):g}")
+    return level
 
 
 def residual_statistics(exp: Experiment, settings: AnomalySettings) -> ResidualStatistics:
@@ -172,7 +232,7 @@ def residual_statistics(exp: Experiment, settings: AnomalySettings) -> ResidualS
     predicted = _forecasts(exp, starts, h - 1, exp.config.train.eval_batch_size)
     targets = (starts + length + h - 1).numpy()
     observed = exp.data.mask[targets].numpy()
-    truth = exp.data.targets[targets, :, 0].numpy()
+    truth = exp.data.targets_at(torch.from_numpy(targets))[0][:, :, 0].numpy()
     residual = torch.from_numpy(np.where(observed, truth - predicted, np.nan).astype(np.float64))
     if not observed.any():
         raise ValueError(f"{exp.dataset.source}: the training period has no observed readings to fit "
@@ -214,8 +274,17 @@ def read_series(path: str | os.PathLike[str], exp: Experiment, *, zero_is_missin
 
     Raises:
         ValueError: The file's sensors differ from the trained ones (both sides named), its
-            sampling interval differs, or it is too short for one forecast (each naming ``path``).
+            sampling interval differs, it is too short for one forecast, or the model reads more
+            than one feature per sensor (each naming ``path``).
     """
+    features = exp.config.data.input_features or list(range(exp.dataset.num_features))
+    if len(features) != 1:
+        raise ValueError(f"{path}: the model reads {len(features)} features per sensor "
+                         f"({', '.join(exp.dataset.feature_names)}), but a readings table holds one value per "
+                         "sensor and time; anomaly scanning needs a model trained on one input feature")
+    if exp.dataset.user_covariates is not None:
+        raise ValueError(f"{path}: the model was trained with user covariates ([custom] covariates), which a "
+                         "readings table does not carry; anomaly scanning needs a model trained without them")
     stamps, ids, values, interval = read_series_table(path, missing_values=missing_values)
     if interval != exp.dataset.interval_minutes:
         raise ValueError(f"{path}: readings every {interval} min, but the model was trained on readings every "
@@ -273,6 +342,8 @@ class Detection:
         high: ``[T, N]`` upper alert bound.
         kind: ``[T, N]`` alert kind per point (``""`` where none).
         recomputed_steps: Time steps whose forecasts were recomputed from cleaned history.
+        level: The forecast interval used for spike/drop alerts (probabilistic models), or
+            ``None`` when residual z-scores were used.
     """
 
     alerts: pd.DataFrame
@@ -284,6 +355,7 @@ class Detection:
     high: np.ndarray
     kind: np.ndarray
     recomputed_steps: int
+    level: float | None = None
 
     def counts(self) -> dict[str, int]:
         """Alerts per kind."""
@@ -310,7 +382,9 @@ def detect_anomalies(exp: Experiment, series: TrafficDataset, settings: AnomalyS
                          "score one forecast feature")
     if series.node_ids != exp.dataset.node_ids:
         raise ValueError(f"{series.source}: sensors are not in the model's order (read it with read_series)")
-    stats = residual_statistics(exp, settings) if stats is None else stats
+    level = interval_level(exp.config, settings)
+    if level is None and stats is None:
+        stats = residual_statistics(exp, settings)
     scan = Experiment.build(exp.config, dataset=series, scaler=exp.data.scaler)
     scan.model.load_state_dict(exp.model.state_dict())
     h, length, steps = settings.horizon, exp.spec.input_len, series.num_steps
@@ -324,21 +398,36 @@ def detect_anomalies(exp: Experiment, series: TrafficDataset, settings: AnomalyS
     score = np.where(kind == "dropout", dropout, np.where(kind == "stuck", stuck, 0)).astype(np.float64)
 
     first = length + h - 1
-    expected = np.full(observed.shape, np.nan)
-    batched = _forecasts(scan, torch.arange(steps - first, dtype=torch.long), h - 1, exp.config.train.eval_batch_size)
-    expected[first:] = batched
-    slot = stats.slots(series.timestamps)
-    center, scale = stats.center.numpy()[slot], stats.scale.numpy()[slot]  # [T, N]
+    expected, low, high = (np.full(observed.shape, np.nan) for _ in range(3))
+    expected[first:], low[first:], high[first:] = _forecast_bands(
+        scan, torch.arange(steps - first, dtype=torch.long), h - 1, exp.config.train.eval_batch_size, level)
+    if stats is not None:
+        slot = stats.slots(series.timestamps)
+        center, scale = stats.center.numpy()[slot], stats.scale.numpy()[slot]  # [T, N]
+        low, high = (expected + center - settings.threshold * scale, expected + center + settings.threshold * scale)
     mean, std = float(scan.data.scaler.mean[0]), float(scan.data.scaler.std[0])
     replaced = np.zeros(steps, dtype=bool)  # steps whose model input holds a forecast instead of a reading
     streak = np.zeros(series.num_nodes, dtype=np.int64)  # consecutive spike/drop alerts per sensor
     recomputed = 0
     for t in tqdm(range(first, steps), desc="scan", leave=False, disable=not progress, file=sys.stderr):
         if replaced[max(t - h - length + 1, 0) : t - h + 1].any():
-            expected[t] = _forecasts(scan, torch.tensor([t - first]), h - 1, 1)[0]
+            point, band_low, band_high = _forecast_bands(scan, torch.tensor([t - first]), h - 1, 1, level)
+            expected[t] = point[0]
+            if stats is None:
+                low[t], high[t] = band_low[0], band_high[0]
+            else:
+                low[t] = expected[t] + center[t] - settings.threshold * scale[t]
+                high[t] = expected[t] + center[t] + settings.threshold * scale[t]
             recomputed += 1
-        z = (observed[t] - expected[t] - center[t]) / scale[t]
-        over = present[t] & (kind[t] == "") & (np.abs(z) > settings.threshold)
+        if stats is not None:
+            z = (observed[t] - expected[t] - center[t]) / scale[t]
+            outside = np.abs(z) > settings.threshold
+        else:  # residual in units of the interval's half-width on its side: |z| > 1 outside
+            residual = observed[t] - expected[t]
+            half = np.where(residual > 0, high[t] - expected[t], expected[t] - low[t])
+            z = residual / np.maximum(half, 1e-12)
+            outside = (observed[t] > high[t]) | (observed[t] < low[t])
+        over = present[t] & (kind[t] == "") & outside
         kind[t, over] = np.where(z[over] > 0, "spike", "drop")
         score[t, over] = z[over]
         streak = np.where(over, streak + 1, 0)
@@ -347,7 +436,6 @@ def detect_anomalies(exp: Experiment, series: TrafficDataset, settings: AnomalyS
             # the model reads the target feature scaled, at input feature 0 (inputs start with the targets)
             scan.data.inputs[t, clean, 0] = torch.from_numpy(((expected[t, clean] - mean) / std).astype(np.float32))
             replaced[t] = True
-    low, high = (expected + center - settings.threshold * scale, expected + center + settings.threshold * scale)
     t_idx, n_idx = np.nonzero(kind != "")
     ids = np.asarray(series.node_ids, dtype=object)
     alerts = pd.DataFrame({
@@ -355,7 +443,7 @@ def detect_anomalies(exp: Experiment, series: TrafficDataset, settings: AnomalyS
         "score": score[t_idx, n_idx], "observed": observed[t_idx, n_idx], "expected": expected[t_idx, n_idx],
     }, columns=list(ALERT_COLUMNS))
     return Detection(alerts, series.timestamps, list(series.node_ids), observed, expected, low, high, kind,
-                     recomputed)
+                     recomputed, level)
 
 
 _COLOURS = {"spike": "tab:red", "drop": "tab:purple", "stuck": "tab:orange", "dropout": "tab:gray"}
@@ -436,6 +524,8 @@ def write_report(detection: Detection, output: str | os.PathLike[str], settings:
     summary: dict[str, Any] = {
         **(source or {}),
         "settings": dataclasses.asdict(settings),
+        "spike_drop_test": ("residual z-score" if detection.level is None
+                            else f"outside the central {detection.level:g} forecast interval"),
         "steps": len(detection.timestamps),
         "sensors": len(detection.node_ids),
         "first_timestamp": str(detection.timestamps[0]),

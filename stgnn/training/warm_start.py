@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from stgnn.data.preview import preview
-from stgnn.models import Forecaster, ModelSpec, build_model
+from stgnn.models import ModelSpec
 from stgnn.training.checkpoint import load_checkpoint
 from stgnn.training.config import RunConfig
 
@@ -72,16 +74,27 @@ class WarmStart:
         return "\n".join(lines)
 
 
-def per_node_tensors(model: str, spec: ModelSpec, hparams: dict[str, Any]) -> set[str]:
-    """Names of the ``state_dict`` tensors of ``model`` whose shape depends on the number of nodes."""
+def per_node_tensors(build: Callable[[ModelSpec], nn.Module], spec: ModelSpec) -> set[str]:
+    """Names of the ``state_dict`` tensors whose shape depends on the number of nodes.
+
+    Args:
+        build: Builds the model for a spec (e.g. ``lambda s: build_model("gwnet", s)``).
+        spec: The spec of the model at hand.
+
+    Example:
+        >>> from stgnn.models import build_model
+        >>> spec = ModelSpec(num_nodes=5, in_channels=2, out_channels=1)
+        >>> sorted(per_node_tensors(lambda s: build_model("gwnet", s), spec))
+        ['adaptive.source_embedding', 'adaptive.target_embedding']
+    """
     with torch.device("meta"):
-        small = build_model(model, spec, **hparams).state_dict()
-        large = build_model(model, dataclasses.replace(spec, num_nodes=spec.num_nodes + 1), **hparams).state_dict()
+        small = build(spec).state_dict()
+        large = build(dataclasses.replace(spec, num_nodes=spec.num_nodes + 1)).state_dict()
     return {name for name, t in small.items() if name in large and t.shape != large[name].shape}
 
 
-def warm_start(model: Forecaster, cfg: RunConfig, spec: ModelSpec, sensor_ids: list[str],
-               path: str, freeze: list[str]) -> WarmStart:
+def warm_start(model: nn.Module, cfg: RunConfig, spec: ModelSpec, sensor_ids: list[str],
+               path: str, freeze: list[str], build: Callable[[ModelSpec], nn.Module]) -> WarmStart:
     """Copy the compatible weights of checkpoint ``path`` into ``model`` and freeze by pattern.
 
     Args:
@@ -91,6 +104,7 @@ def warm_start(model: Forecaster, cfg: RunConfig, spec: ModelSpec, sensor_ids: l
         sensor_ids: This run's sensors, in node order.
         path: The checkpoint (its best weights are used).
         freeze: ``fnmatch`` patterns of parameter names to freeze.
+        build: Builds this run's model for a spec (to find the per-node tensors).
 
     Returns:
         The record of what was loaded, re-initialised, left unused and frozen.
@@ -108,7 +122,7 @@ def warm_start(model: Forecaster, cfg: RunConfig, spec: ModelSpec, sensor_ids: l
     weights: dict[str, torch.Tensor] = state["best_model"]
     source_ids = (state.get("data") or {}).get("sensor_ids")
     same_sensors = source_ids is not None and [str(s) for s in source_ids] == list(sensor_ids)
-    per_node = per_node_tensors(cfg.model, spec, cfg.model_params)
+    per_node = per_node_tensors(build, spec)
     record = WarmStart(source=str(path))
     own = model.state_dict()
     update = {}

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import standins
+import torch
 
 from stgnn.cli import main
 from stgnn.ops.anomalies import (
@@ -82,6 +83,7 @@ def test_planted_anomalies_are_found_on_los_loop(los_loop, capsys):
     spikes = alerts[alerts["kind"] == "spike"]
     assert (spikes["observed"] > spikes["expected"]).all() and (spikes["score"] > 6).all()
     summary = json.loads((out / "summary.json").read_text())
+    assert "torch" in json.loads((out / "environment.json").read_text())["packages"]
     flagged = alerts["sensor"].nunique()
     assert summary["flagged_sensors"] == flagged and len(summary["plots"]) == 3
     assert len(summary["not_plotted"]) == flagged - 3 and "not plotted (--max-plots 3)" in printed
@@ -154,3 +156,66 @@ def test_own_data_checkpoint_with_zeros_as_dropouts(tmp_path):
     assert (dropouts["score"].tail(3) == 3).all()
     kept = detect_anomalies(exp, read_series(tmp_path / "scan.csv", exp), AnomalySettings(min_dropout=3))
     assert not ((kept.alerts["kind"] == "dropout") & (kept.alerts["time"].isin(times.iloc[150:153]))).any()
+
+
+def test_a_model_reading_several_features_is_refused(tmp_path):
+    from stgnn.data import load_dataset
+    from stgnn.training.config import RunConfig, TrainConfig
+    from stgnn.training.trainer import Experiment
+
+    standins.write_pems(tmp_path / "pems04", "04", t=300, n=4, f=3)
+    ds = load_dataset("pems04", tmp_path, verify=False)
+    exp = Experiment.build(RunConfig(model="last", dataset="pems04", train=TrainConfig(device="cpu")), dataset=ds)
+    path = _write(tmp_path / "scan.csv", np.ones((40, 4)), pd.date_range("2018-01-01", periods=40, freq="5min"),
+                  ds.node_ids)
+    with pytest.raises(ValueError, match="scan.csv: the model reads 3 features per sensor"):
+        read_series(path, exp)
+
+
+def test_probabilistic_models_alert_outside_their_forecast_interval(tmp_path, capsys):
+    series, locations = standins.write_custom(tmp_path / "data", t=400, n=3)
+    run = tmp_path / "run"
+    assert main(["train", "--model", "lstm", "--head", "gaussian", "--series", str(series), "--locations",
+                 str(locations), "--epochs", "2", "--max-batches", "8", "--output", str(run), "--quiet"]) == 0
+    frame = pd.read_csv(series)
+    frame.iloc[300, 2] *= 3.0  # sensor S1
+    frame.to_csv(tmp_path / "scan.csv", index=False)
+    out = tmp_path / "alerts"
+    assert main(["anomalies", "--checkpoint", str(run / "checkpoint.pt"), "--series", str(tmp_path / "scan.csv"),
+                 "--output", str(out), "--max-plots", "0", "--quiet"]) == 0
+    assert "outside the central 0.99 forecast interval" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["spike_drop_test"] == "outside the central 0.99 forecast interval" and summary["plots"] == []
+    alerts = pd.read_csv(out / "alerts.csv", parse_dates=["time"])
+    hit = alerts[(alerts["sensor"] == "S1") & (alerts["time"] == pd.Timestamp(frame["timestamp"].iloc[300]))]
+    assert hit["kind"].tolist() == ["spike"] and float(hit["score"].iloc[0]) > 1
+    assert (alerts.loc[alerts["kind"].isin(["spike", "drop"]), "score"].abs() > 1).all()
+    # the interval really is the head's: a reading alerts exactly where it lies outside it
+    exp, _ = experiment_from_checkpoint(run / "checkpoint.pt")
+    found = detect_anomalies(exp, read_series(tmp_path / "scan.csv", exp), AnomalySettings(clean_steps=0))
+    flagged = np.isin(found.kind, ["spike", "drop"])
+    outside = (found.observed > found.high) | (found.observed < found.low)
+    assert found.level == pytest.approx(0.99) and (flagged == outside).all()
+    low, high = exp.predict_distribution(exp.data.batch(torch.tensor([300 - 12]))).interval(0.99)
+    assert found.high[300, 1] == pytest.approx(float(high[0, 0, 1, 0]), rel=1e-5)  # no replaced input before 300
+
+
+def test_interval_levels_of_heads():
+    from stgnn.ops.anomalies import interval_level
+    from stgnn.training.config import RunConfig
+
+    quantile = RunConfig.from_dict({"model": "lstm", "head": {"kind": "quantile", "quantiles": [0.05, 0.5, 0.95]}})
+    assert interval_level(quantile, AnomalySettings()) == pytest.approx(0.9)
+    assert interval_level(quantile, AnomalySettings(interval=0.8)) == 0.8
+    with pytest.raises(ValueError, match=r"--interval 0.99: the quantile head predicts levels \[0.05, 0.5, 0.95\]"):
+        interval_level(quantile, AnomalySettings(interval=0.99))
+    gaussian = RunConfig.from_dict({"model": "lstm", "head": {"kind": "gaussian"}})
+    assert interval_level(gaussian, AnomalySettings()) == 0.99
+    assert interval_level(RunConfig(), AnomalySettings()) is None
+
+
+def test_interval_is_refused_for_a_point_model(los_loop, capsys):
+    tmp, ckpt, _, path, _, _, _, root = los_loop
+    assert main(["anomalies", "--checkpoint", str(ckpt), "--series", str(path), "--interval", "0.9",
+                 "--output", str(tmp / "x"), "--data-dir", str(root), "--no-download"]) == 2
+    assert "--interval: the last checkpoint forecasts points" in capsys.readouterr().err

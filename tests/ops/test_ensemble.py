@@ -65,6 +65,7 @@ def test_ensemble_cli_equals_the_weighted_mean_of_member_forecasts(runs, capsys)
     assert result["horizons"]["average"]["mae"] == pytest.approx(float(mae), rel=1e-5)
     assert set(result["horizons"]) == {"3", "6", "12", "average"} and result["method"] == "weighted"
     assert (out / "members.md").read_text().count("\n") == 2 + len(ckpts) + 1
+    assert "torch" in json.loads((out / "environment.json").read_text())["packages"]
 
 
 def test_ensemble_matches_sensors_by_id(runs):
@@ -108,3 +109,50 @@ def test_ensemble_refuses_other_data_or_windows(runs, tmp_path, capsys):
     assert main(["ensemble", "--checkpoints", str(ckpts[1]), "--output", str(tmp_path / "e")]) == 2
     assert "at least two checkpoints" in capsys.readouterr().err
     assert not (tmp_path / "e" / "metrics.json").exists()
+
+
+def test_gaussian_mixture_quantiles_and_crps_against_numerical_integration():
+    from stgnn.distributions import GaussianForecast
+    from stgnn.ops.ensemble import GaussianMixtureForecast
+
+    means = torch.tensor([[-1.0, 3.0], [2.0, 3.5]], dtype=torch.float64)  # [M=2, 2 readings]
+    scales = torch.tensor([[0.5, 1.0], [1.5, 0.2]], dtype=torch.float64)
+    weights = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    mix = GaussianMixtureForecast(means, scales, weights)
+    torch.testing.assert_close(mix.mean, (weights[:, None] * means).sum(0))
+    for q in (0.05, 0.5, 0.9):
+        torch.testing.assert_close(mix.cdf(mix.quantile(q)), torch.full((2,), q, dtype=torch.float64))
+    y = torch.tensor([0.5, 3.2], dtype=torch.float64)
+    # CRPS = ∫_{-inf}^{y} F(x)² dx + ∫_{y}^{inf} (1 - F(x))² dx, each side on its own grid (no jump inside)
+    steps = torch.linspace(0, 1, 100001, dtype=torch.float64)[:, None]
+    wide = GaussianMixtureForecast(means[:, None].expand(-1, steps.shape[0], -1),
+                                   scales[:, None].expand(-1, steps.shape[0], -1), weights)
+    below, above = y - 20 * (1 - steps), y + 20 * steps
+    numeric = (torch.trapezoid(wide.cdf(below).square(), below, dim=0)
+               + torch.trapezoid((1 - wide.cdf(above)).square(), above, dim=0))
+    torch.testing.assert_close(mix.crps(y), numeric, rtol=1e-6, atol=1e-8)
+    one = GaussianMixtureForecast(means[:1], scales[:1], torch.ones(1, dtype=torch.float64))
+    torch.testing.assert_close(one.crps(y), GaussianForecast(means[0], scales[0]).crps(y))
+    torch.testing.assert_close(one.interval(0.8)[1], GaussianForecast(means[0], scales[0]).interval(0.8)[1])
+
+
+def test_mixture_of_gaussian_heads_is_scored_as_a_distribution(runs, tmp_path, capsys):
+    tmp, series, locations, ckpts = runs
+    members = [_train(tmp_path, f"g{seed}", series, locations, "--model", "lstm", "--head", "gaussian", "--epochs",
+                      "1", "--max-batches", "3", "--seed", str(seed)) for seed in (0, 1)]
+    out = tmp_path / "mix"
+    assert main(["ensemble", "--checkpoints", *map(str, members), "--method", "mixture", "--output", str(out)]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    avg = result["horizons"]["average"]
+    assert avg["crps"] > 0 and 0 <= avg["coverage_80"] <= 1 and avg["width_95"] > avg["width_80"] > 0
+    assert [m["weight"] for m in result["members"]] == [0.5, 0.5]
+    # the mixture's point forecast is the mean of the members' means
+    exps = [experiment_from_checkpoint(c)[0] for c in members]
+    starts = exps[0].data.splits["test"]
+    batch = exps[0].data.batch(starts)
+    mean = sum(0.5 * e.predict(e.data.batch(starts)) for e in exps)
+    assert avg["mae"] == pytest.approx(float((mean - batch.y).abs()[batch.mask.unsqueeze(-1)].mean()), rel=1e-5)
+    capsys.readouterr()
+    assert main(["ensemble", "--checkpoints", str(members[0]), str(ckpts[1]), "--method", "mixture",
+                 "--output", str(tmp_path / "bad")]) == 2
+    assert "--method mixture: needs members with Gaussian heads" in capsys.readouterr().err

@@ -11,8 +11,10 @@ import standins
 import torch
 
 from stgnn.cli import main
-from stgnn.models import ModelSpec
+from stgnn.models import ModelSpec, build_model
 from stgnn.training.checkpoint import load_checkpoint
+from stgnn.training.config import RunConfig
+from stgnn.training.trainer import build_forecaster
 from stgnn.training.warm_start import per_node_tensors
 
 TINY = "[model_params]\nchannels = [8, 4, 8]\noutput_channels = [8, 8]\ndropout = 0.0\n"
@@ -46,10 +48,15 @@ def source(tmp_path_factory, single_thread):
 
 def test_per_node_tensors_are_found_by_shape():
     spec = ModelSpec(num_nodes=5, in_channels=2, out_channels=1)
-    assert per_node_tensors("stgcn", spec, {}) == NORMS
-    assert per_node_tensors("stgcn", spec, {"per_node_norm": False}) == set()
-    assert per_node_tensors("gwnet", spec, {}) == {"adaptive.source_embedding", "adaptive.target_embedding"}
-    assert per_node_tensors("dcrnn", spec, {}) == set()
+    assert per_node_tensors(lambda s: build_model("stgcn", s), spec) == NORMS
+    assert per_node_tensors(lambda s: build_model("stgcn", s, per_node_norm=False), spec) == set()
+    assert per_node_tensors(lambda s: build_model("gwnet", s), spec) == {"adaptive.source_embedding",
+                                                                          "adaptive.target_embedding"}
+    assert per_node_tensors(lambda s: build_model("dcrnn", s), spec) == set()
+    # a model wrapped in a probabilistic head: the same tensors, under the wrapper's names
+    headed = RunConfig.from_dict({"model": "gwnet", "head": {"kind": "gaussian"}})
+    assert per_node_tensors(lambda s: build_forecaster(headed, s), spec) == {"base.adaptive.source_embedding",
+                                                                             "base.adaptive.target_embedding"}
 
 
 def test_transfer_to_another_network_with_frozen_first_block(source, capsys):
