@@ -398,8 +398,9 @@ def metr_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
                 has_ref = REF_OF[model] in args.refs and model != "stgcn"  # stgcn shares stgcn-ref's run
                 impls = [("ours", "default"), ("ref", "default"), ("ours", "env"), ("ref", "env"), ("ours", "mallopt")]
                 impls = [(i, a) for i, a in impls if i == "ours" or has_ref]
-                if args.device != "cpu":  # the host allocator does not matter for GPU work
-                    impls = [(i, a) for i, a in impls if a == "env"]
+                # the host allocator does not matter for GPU work: one setting there
+                allowed = args.allocs or (ALLOCS if args.device == "cpu" else ("env",))
+                impls = [(i, a) for i, a in impls if a in allowed]
             for impl, alloc in impls:
                 slow = impl != "ours" or model == "dcrnn"
                 jobs.append(
@@ -577,6 +578,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(METR_MODELS), choices=METR_MODELS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: where models and batches live")
+    parser.add_argument("--allocs", nargs="+", choices=ALLOCS, default=None,
+                        help="allocator settings of the METR-LA part (default: all on cpu, env on cuda)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-steps", type=int, default=3)

@@ -31,9 +31,9 @@ def run(cmd: list[str], timeout: float) -> tuple[int, str, float]:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return -1, f"stopped after {timeout:.0f} s", time.perf_counter() - start
-    err = [line for line in proc.stderr.splitlines() if line.startswith("stgnn: error:")]
-    return proc.returncode, (err[0] if err else proc.stderr.strip().splitlines()[-1:] or [""])[0], \
-        time.perf_counter() - start
+    lines = proc.stderr.strip().splitlines()
+    err = [line.removeprefix("stgnn: error: ") for line in lines if line.startswith("stgnn: error:")]
+    return proc.returncode, err[0] if err else (lines[-1] if lines else ""), time.perf_counter() - start
 
 
 def fmt_metric(m: dict[str, Any] | None) -> str:

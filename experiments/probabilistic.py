@@ -4,8 +4,8 @@ Each run is an ordinary ``stgnn train`` (its command is printed in the table), o
 another; the table is rebuilt from the runs' ``metrics.json`` files, so ``--table-only``
 rewrites it without training::
 
-    OMP_NUM_THREADS=1 python experiments/probabilistic.py --models stgcn --epochs 10
-    python experiments/probabilistic.py --models stgcn --epochs 10 --table-only
+    OMP_NUM_THREADS=1 python experiments/probabilistic.py --models stgcn --heads gaussian quantile --epochs 8
+    python experiments/probabilistic.py --models stgcn --epochs 8 --table-only
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ def table(models: list[str], epochs: int, runs: Path, walls: dict[str, float]) -
         "central interval (nominal 80 % and 95 %), width its mean width in mph. Point metrics score the "
         "mean (Gaussian) or the median (quantile).",
         "",
-        "Produced by `" + shlex.join(["python", "experiments/probabilistic.py", "--models", *models,
-                                      "--epochs", str(epochs)]) + "`, which runs the commands listed.",
+        "Produced by `" + shlex.join(["python", "experiments/probabilistic.py",
+                                      *(a for a in sys.argv[1:] if a != "--table-only")])
+        + "` (with `STGNN_DATA` pointing at the Los-loop files), which runs the commands listed.",
         "",
     ]
     for model in models:
@@ -80,6 +81,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["stgcn"])
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--heads", nargs="+", choices=list(HEADS), default=list(HEADS))
     p.add_argument("--runs-dir", default="runs/probabilistic")
     p.add_argument("--output", default=str(Path(__file__).parent / "results" / "PROBABILISTIC.md"))
     p.add_argument("--table-only", action="store_true", help="rebuild the table from existing runs")
@@ -91,7 +93,7 @@ def main() -> int:
         walls = json.loads(walls_file.read_text())
     if not args.table_only:
         for model in args.models:
-            for head in HEADS:
+            for head in args.heads:
                 cmd = command(model, head, args.epochs, runs)
                 print(shlex.join(cmd), flush=True)
                 start = time.perf_counter()

@@ -19,6 +19,8 @@ Commands::
     stgnn ensemble --checkpoints A B [C ...] [--method mean|weighted|mixture] --output DIR
     stgnn serve    --checkpoint FILE [--onnx FILE] [--host 127.0.0.1] [--port 8000] [--max-batch N] [--max-wait-ms MS]
     stgnn export   --checkpoint FILE --format onnx|torchscript [--quantize dynamic] --output FILE
+    stgnn federated [--model NAME] [--dataset NAME | --config FILE] --clients K --rounds R [--local-epochs E]
+                   [--no-baselines] [--output DIR]
 
 A user error (a bad argument, config value, file or device) ends the command with one line
 per problem, ``stgnn: error: <argument or file>: <problem>``, on stderr and exit status 2;
@@ -75,7 +77,7 @@ from stgnn.training.config import (
     read_config_file,
 )
 from stgnn.training.distributed import Distributed
-from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, select_device
+from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint, load_data, select_device
 
 __all__ = ["UsageError", "main"]
 
@@ -721,6 +723,39 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- federated
+def _cmd_federated(args: argparse.Namespace) -> int:
+    try:
+        from stgnn.federated.compare import federated_table, run_comparison
+    except ImportError as exc:
+        raise UsageError(f"federated: needs Flower ({exc}); pip install 'stgnn[federated]'") from exc
+    for option, value, low in (("--clients", args.clients, 2), ("--rounds", args.rounds, 1),
+                               ("--local-epochs", args.local_epochs, 1)):
+        if value < low:
+            raise UsageError(f"{option}: must be >= {low}, got {value}")
+    for key, value in vars(build_parser().parse_args(["train"])).items():  # train's options it lacks, unset
+        if not hasattr(args, key):
+            setattr(args, key, value)
+    cfg = _resolve_config(args)
+    _check_device(cfg.train.device, "--device" if args.device else "[train] device")
+    output = Path(args.output or f"runs/federated-{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_writable(output, "--output")
+    if (output / "federated.json").exists():
+        raise UsageError(f"--output {output}: holds a federated run already; give another folder")
+    _ensure_data(cfg, args)
+    dataset = load_data(cfg, args.data_dir)
+    if not 2 <= args.clients <= dataset.num_nodes:
+        raise UsageError(f"--clients: {args.clients} regions of a {dataset.num_nodes}-sensor network; give 2 .. "
+                         f"{dataset.num_nodes}")
+    record = run_comparison(cfg, dataset, output, parts=args.clients, rounds=args.rounds,
+                            local_epochs=args.local_epochs, baselines=not args.no_baselines,
+                            command=shlex.join(["stgnn", *args.argv]), log=(lambda _: None) if args.quiet else print,
+                            verbose=args.debug)
+    print("\n" + federated_table(record))
+    print(f"wrote {output / 'federated.json'} and {output / 'comparison.md'}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def _dataset_argument(value: str) -> str:
     """A registered dataset name, or a converted folder (made absolute)."""
@@ -942,6 +977,25 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--report", help="also write the measurements (size, difference, latency, metrics) as JSON here")
     common(xp)
     xp.set_defaults(func=_cmd_export)
+
+    fd = sub.add_parser("federated", help="federated training across regions of a network (Flower FedAvg on loopback)")
+    fd.add_argument("--model", choices=sorted(MODELS), help=f"model (default {DEFAULT_MODEL})")
+    fd.add_argument("--dataset", choices=list(DATASETS), help="benchmark dataset (default as for train)")
+    fd.add_argument("--config", help="TOML config (own data through its [custom] section)")
+    fd.add_argument("--clients", type=int, default=3,
+                    help="regions (one client each) the graph is cut into (default 3)")
+    fd.add_argument("--rounds", type=int, default=10, help="federated rounds (default 10)")
+    fd.add_argument("--local-epochs", type=int, default=1, help="training epochs per client and round (default 1)")
+    fd.add_argument("--no-baselines", action="store_true",
+                    help="skip the local-only and centralised runs (trained for rounds x local-epochs epochs)")
+    fd.add_argument("--batch-size", type=int)
+    fd.add_argument("--lr", type=float)
+    fd.add_argument("--seed", type=int)
+    fd.add_argument("--device", help="auto (default), cpu, cuda, ...")
+    fd.add_argument("--max-batches", type=int, help="cap training batches per epoch (quick runs)")
+    fd.add_argument("--output", help="output directory (default: a new runs/federated-MODEL-DATASET-TIME)")
+    common(fd)
+    fd.set_defaults(func=_cmd_federated)
     return p
 
 

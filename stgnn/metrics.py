@@ -20,8 +20,9 @@ from stgnn.distributions import ForecastDistribution, PointForecast
 __all__ = [
     "INTERVAL_LEVELS",
     "MaskedMetrics",
-    "masked_forecast_error",
+    "masked_abs_error",
     "masked_forecast_loss",
+    "masked_forecast_loss_sum",
     "masked_mae_loss",
     "valid_mask",
 ]
@@ -58,9 +59,22 @@ def masked_mae_loss(
         null_value: A target value also treated as missing (default ``None``: only ``mask``
             and non-finite targets are left out, as in the config's ``null_value = "none"``).
     """
+    err_sum, count = masked_abs_error(pred, target, mask, null_value)
+    return err_sum / count.clamp(min=1)
+
+
+def masked_abs_error(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, null_value: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """The parts of :func:`masked_mae_loss`: the sum of absolute errors over valid readings
+    (with gradient) and their count (``int64``), for a mean taken over more than one batch
+    (data-parallel training divides by the count of the global batch).
+
+    Args: as :func:`masked_mae_loss`.
+    """
     valid = valid_mask(target, mask, null_value)
     err = torch.where(valid, (pred - target).abs(), torch.zeros_like(pred))
-    return err.sum() / valid.sum().clamp(min=1)
+    return err.sum(), valid.sum()
 
 
 def masked_forecast_loss(
@@ -76,26 +90,27 @@ def masked_forecast_loss(
         mask: ``[B, H, N]`` bool, False where a reading is missing (``None``: all present).
         null_value: A target value also treated as missing.
     """
-    total, count = masked_forecast_error(forecast, target, mask, null_value)
+    total, count = masked_forecast_loss_sum(forecast, target, mask, null_value)
     return total / count.clamp(min=1)
 
 
-def masked_forecast_error(
+def masked_forecast_loss_sum(
     forecast: ForecastDistribution, target: Tensor, mask: Tensor | None = None, null_value: float | None = None
 ) -> tuple[Tensor, Tensor]:
     """The parts of :func:`masked_forecast_loss`: the sum of the loss terms over valid readings
-    (with gradient) and their count (``int64``), for a mean taken over more than one batch
+    (with gradient) and their count (``int64``), for a mean over more than one batch
     (data-parallel training divides by the count of the global batch).
 
     Args: as :func:`masked_forecast_loss`.
     """
-    valid = valid_mask(target, mask, null_value)
     if isinstance(forecast, PointForecast):
-        terms = (forecast.value - target).abs()
-    else:
-        # missing targets (possibly NaN) are replaced before the loss so that no NaN reaches a gradient
-        terms = forecast.loss_terms(torch.where(valid, target, forecast.point.detach()))
+        return masked_abs_error(forecast.value, target, mask, null_value)
+    valid = valid_mask(target, mask, null_value)
+    # missing targets (possibly NaN) are replaced before the loss so that no NaN reaches a gradient
+    safe = torch.where(valid, target, forecast.point.detach())
+    terms = forecast.loss_terms(safe)
     return torch.where(valid, terms, torch.zeros_like(terms)).sum(), valid.sum()
+
 
 
 class MaskedMetrics:
@@ -135,51 +150,24 @@ class MaskedMetrics:
         self._sums: dict[str, Tensor] = {}  # per-horizon sums [H]
         self._kind: str | None = None
 
-    _POINT_KEYS = ("abs", "sq", "ape", "n", "n_ape")
+    def totals(self) -> dict[str, Tensor]:
+        """A copy of the accumulated per-horizon sums and counts (``{}`` before any update).
 
-    def _total_keys(self) -> list[str]:
-        """Every key :meth:`totals` exchanges, in order (point sums, then the probabilistic ones)."""
-        keys = [*self._POINT_KEYS, "crps"]
-        for level in self.interval_levels:
-            keys += [f"in_{self._label(level)}", f"width_{self._label(level)}"]
-        return keys
+        Summing the totals of several accumulators of the same kind of forecast, key by key
+        (e.g. across the processes of a data-parallel run), and loading the sum with
+        :meth:`load_totals` gives the metrics of the union of their batches.
+        """
+        return {k: v.clone() for k, v in self._sums.items()}
 
-    def totals(self, steps: int) -> Tensor:
-        """The accumulated sums and counts, ``[K, steps]`` float64, one column per forecast step.
-
-        Rows (see :meth:`_total_keys`): absolute errors, squared errors, absolute percentage
-        errors, valid readings, readings counted by MAPE, then the CRPS and, per interval level,
-        readings inside and interval widths.  A sum this accumulator does not have (the
-        probabilistic rows of point forecasts, a level a quantile head does not reach) is NaN, so
-        that it stays absent after summing; before any update every row is 0 (neutral).  Summing
-        the totals of several accumulators of the same model (e.g. across the processes of a
-        data-parallel run) and loading the sum with :meth:`load_totals` gives the metrics of the
-        union of their batches.
+    def load_totals(self, totals: dict[str, Tensor]) -> None:
+        """Replace the accumulated sums and counts by ``totals`` (the keys of :meth:`totals`).
 
         Raises:
-            ValueError: The accumulated horizon length is not ``steps``.
+            ValueError: The keys differ from this accumulator's (another kind of forecast).
         """
-        keys = self._total_keys()
-        if not self._sums:
-            return torch.zeros(len(keys), steps, dtype=torch.float64)
-        if self._sums["n"].shape[0] != steps:
-            raise ValueError(f"horizon length is {self._sums['n'].shape[0]}, not {steps}")
-        missing = torch.full((steps,), float("nan"), dtype=torch.float64)
-        return torch.stack([self._sums[k].double() if k in self._sums else missing for k in keys])
-
-    def load_totals(self, totals: Tensor) -> None:
-        """Replace the accumulated sums and counts by ``totals`` (the layout of :meth:`totals`)."""
-        keys = self._total_keys()
-        if totals.dim() != 2 or totals.shape[0] != len(keys):
-            raise ValueError(f"totals must be [{len(keys)}, steps], got {tuple(totals.shape)}")
-        t = totals.detach().double().cpu()
-        self._sums = {k: t[i].clone() for i, k in enumerate(keys) if not torch.isnan(t[i]).any()}
-        if float(self._sums["n"].sum()) == 0:
-            self._kind = None
-        elif "crps" in self._sums:
-            self._kind = self._kind if self._kind not in (None, "point") else "probabilistic"
-        else:
-            self._kind = "point"
+        if set(totals) != set(self._sums):
+            raise ValueError(f"totals hold {sorted(totals)}, these metrics {sorted(self._sums)}")
+        self._sums = {k: v.detach().double().cpu().clone() for k, v in totals.items()}
 
     @staticmethod
     def _label(level: float) -> str:

@@ -11,6 +11,12 @@ __all__ = ["horizon_table", "interval_table"]
 _LABELS = {"3": "@3 (15 min)", "6": "@6 (30 min)", "12": "@12 (60 min)", "average": "average 1-12"}
 
 
+def _label(key: str, interval_minutes: int) -> str:
+    if interval_minutes == 5:
+        return _LABELS.get(key, key)
+    return key if key == "average" else f"@{key} ({int(key) * interval_minutes} min)"
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
@@ -29,8 +35,7 @@ def horizon_table(horizons: dict[str, dict[str, Any]], published: Published | No
         "|---|---|---|---|---|---|---|",
     ]
     for key, row in horizons.items():
-        label = _LABELS.get(key, key) if interval_minutes == 5 else (
-            key if key == "average" else f"@{key} ({int(key) * interval_minutes} min)")
+        label = _label(key, interval_minutes)
         pub = published.horizons.get(key) if published else None
         pub_cells = [_fmt(v) for v in pub] if pub else ["-", "-", "-"]
         lines.append(
@@ -54,8 +59,7 @@ def interval_table(horizons: dict[str, dict[str, Any]], interval_minutes: int = 
         "|---|---|---|---|---|---|",
     ]
     for key, row in horizons.items():
-        label = _LABELS.get(key, key) if interval_minutes == 5 else (
-            key if key == "average" else f"@{key} ({int(key) * interval_minutes} min)")
+        label = _label(key, interval_minutes)
         cells = [_fmt(row.get("crps"))]
         for level in ("80", "95"):
             cover = row.get(f"coverage_{level}")

@@ -13,7 +13,8 @@ MODULES = [
     "stgnn.data.integrity", "stgnn.training.schedules", "stgnn.training.runlock",
     "stgnn.models.tgcn", "stgnn.protocols.tgcn", "stgnn.explain.attribution", "stgnn.explain.maps",
     "stgnn.nn.attention", "stgnn.nn.partition", "stgnn.models.fusion", "stgnn.models.transformer",
-    "stgnn.models.stpatch",
+    "stgnn.models.stpatch", "stgnn.data.impute", "stgnn.data.partition",
+    "stgnn.distributions", "stgnn.models.heads",
 ]
 
 

@@ -109,6 +109,28 @@ def test_load_dataset_example_runs(shared_data, monkeypatch):
 
 def test_every_block_is_covered():
     markers = ("make run", "stgnn datasets list", "make_example.py", "stgnn reproduce", "make test     #",
-               "--head gaussian", "stgnn explain", "stgnn datasets convert")
+               "--head gaussian", "stgnn explain", "stgnn datasets convert", "torchrun")
     assert all(any(m in b for m in markers) for b in _blocks("bash"))
     assert len(_blocks("python")) == 2
+
+
+@pytest.mark.slow
+def test_distributed_launch_examples_parse_and_the_cpu_one_runs(tmp_path, shared_data):
+    """Every torchrun line parses (torchrun's own parser, then stgnn's); the CPU one runs (2 processes)."""
+    from torch.distributed.run import get_args_parser
+
+    from stgnn.cli import build_parser
+
+    lines = [args for args in _block("torchrun --standalone") if args]  # comment lines are empty
+    assert len(lines) == 3 and all(args[0] == "torchrun" for args in lines)
+    for args in lines:
+        launch = get_args_parser().parse_args(args[1:])
+        assert launch.module and launch.training_script == "stgnn"
+        assert build_parser().parse_args(launch.training_script_args).command == "train"
+    (cpu,) = [args for args in lines if "cpu" in args]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "STGNN_DATA": str(shared_data), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", *cpu[1:], "--epochs", "1",
+                           *_SPEED["train"]], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "data-parallel training: 2 processes" in done.stdout
+    assert (tmp_path / "runs" / "lstm-2" / "metrics.json").is_file()

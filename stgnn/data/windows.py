@@ -18,6 +18,7 @@ from torch import Tensor
 
 from stgnn.data.batch import Batch
 from stgnn.data.dataset import TrafficDataset
+from stgnn.data.impute import InputImputer, interpolate_windows
 
 __all__ = [
     "COVARIATES",
@@ -186,6 +187,13 @@ class WindowData:
         scaler: A fitted scaler to reuse (e.g. from a checkpoint); default: fit on train.
         covariate_scaler: A fitted scaler of the dataset's user covariates to reuse (e.g. from
             a checkpoint); default: :meth:`fit_covariate_scaler`.
+        impute: How missing input readings are filled (see :mod:`stgnn.data.impute`): ``"none"``
+            (the stored value, 0), ``"linear"``, ``"historical"`` or ``"neighbours"``; fitted on
+            the training period.  Targets are never imputed.  A series held in memory only.
+        input_mask: ``[T, N]`` readings the *inputs* may use (default: the dataset's mask); a
+            reading it hides is a missing input (0 before imputation) but stays a target, so
+            dropped inputs can be simulated without changing what is scored.  A series held in
+            memory only.
 
     The dataset's user covariates (:attr:`TrafficDataset.user_covariates`, own data only)
     follow the covariates above as further input channels, standardised per channel: time
@@ -209,6 +217,8 @@ class WindowData:
         target_features: Sequence[int] = (0,),
         scaler: StandardScaler | None = None,
         covariate_scaler: StandardScaler | None = None,
+        impute: str = "none",
+        input_mask: Tensor | None = None,
     ) -> None:
         nf = dataset.num_features
         tf = list(target_features)
@@ -231,7 +241,32 @@ class WindowData:
             scaler = StandardScaler.fit(dataset.series, dataset.mask,
                                         chunks=lambda: dataset.step_chunks(end=self.train_end))
         self.scaler = scaler
+        self.mapped = dataset.release_pages is not None
+        self.mask = dataset.mask
+        self.slot = time_of_week_slot(dataset.timestamps, dataset.interval_minutes)
+        if input_mask is None:
+            input_mask = dataset.mask
+        elif input_mask.dtype != torch.bool or input_mask.shape != dataset.mask.shape:
+            raise ValueError(f"input_mask: expected a bool tensor of shape {tuple(dataset.mask.shape)} [T, N], got "
+                             f"{input_mask.dtype} {tuple(input_mask.shape)}")
+        if self.mapped and (impute != "none" or input_mask is not dataset.mask):
+            raise ValueError(f"{dataset.source}: input imputation (data.impute = {impute!r}) and input masks need "
+                             "the series in memory; this one is memory-mapped (train without them, or from the "
+                             "original files)")
+        self.input_mask = input_mask
+        day_slot = self.slot % dataset.steps_per_day
+        self._input_series = dataset.series  # readings the inputs are built from (imputed below)
+        if self.mapped:
+            self.imputer = InputImputer("none", torch.zeros(0))
+        else:
+            series = dataset.series
+            raw = series if input_mask is dataset.mask else torch.where(input_mask[..., None], series, 0.0)
+            end = self.train_end
+            self.imputer = InputImputer.fit(impute, raw[:end], input_mask[:end], day_slot[:end],
+                                            steps_per_day=dataset.steps_per_day, graph=dataset.graph)
+            self._input_series = self.imputer.fill(raw, input_mask, day_slot)
         self._features = feats
+        self._reading_channels = len(feats)
         self._covariates = covariates(dataset.timestamps, covariate_names)  # [T, C]
         self.covariate_scaler: StandardScaler | None = None
         self._user_inputs: Tensor | None = None  # [T, N, C_user], scaled (own data, held in memory)
@@ -248,14 +283,11 @@ class WindowData:
             *(dataset.feature_names[i] for i in feats), *covariate_names, *(user.names if user is not None else ()))
         """The name of every input channel (``F_in``): reading features, covariates, user covariates."""
         self.target_features = tf
-        self.mapped = dataset.release_pages is not None
         self._full: tuple[Tensor, Tensor, Tensor] | None = None
         if not self.mapped:
             every = torch.arange(dataset.num_steps)
             raw, scaled = self.targets_at(every)
             self._full = (self.inputs_at(every).contiguous(), raw.contiguous(), scaled.contiguous())
-        self.mask = dataset.mask
-        self.slot = time_of_week_slot(dataset.timestamps, dataset.interval_minutes)
         self.target_scaler = StandardScaler(scaler.mean[tf], scaler.std[tf])
         self._in_offsets = torch.arange(input_len)
         self._out_offsets = torch.arange(input_len, input_len + horizon)
@@ -283,7 +315,7 @@ class WindowData:
 
     def inputs_at(self, steps: Tensor) -> Tensor:
         """Scaled input features, covariates and user covariates at ``steps [...]``: ``[..., N, F_in]``."""
-        scaled = self.scaler.transform(self.dataset.series[steps])[..., self._features]
+        scaled = self.scaler.transform(self._input_series[steps])[..., self._features]
         cov = self._covariates[steps]  # [..., C]
         cov = cov.unsqueeze(-2).expand(*cov.shape[:-1], self.dataset.num_nodes, cov.shape[-1])
         parts = [scaled, cov]
@@ -352,6 +384,10 @@ class WindowData:
         else:
             x = self.inputs_at(x_idx)
             y, y_scaled = self.targets_at(y_at)
+        x_mask = self.input_mask[x_idx]
+        if self.imputer.method == "linear":
+            c = self._reading_channels
+            x = torch.cat([interpolate_windows(x[..., :c], x_mask), x[..., c:]], dim=-1)
         batch = Batch(
             x=x,
             y=y,
@@ -359,7 +395,7 @@ class WindowData:
             mask=self.mask[y_at] & inside.unsqueeze(-1),
             start=y_idx[:, 0],
             slot=torch.where(inside, self.slot[y_at], (self.slot[last] + y_idx - last) % slots_per_week),
-            x_mask=self.mask[x_idx],
+            x_mask=x_mask,
         )
         if self.dataset.release_pages is not None:
             self.dataset.release_pages()

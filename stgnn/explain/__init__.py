@@ -5,13 +5,13 @@
 """
 
 from stgnn.explain.attribution import Attribution, integrated_gradients
-from stgnn.explain.maps import adaptive_adjacency, average_attention, records_attention, top_edges
+from stgnn.explain.maps import adaptive_adjacency, attention_recorder, average_attention, top_edges
 
 __all__ = [
     "Attribution",
     "adaptive_adjacency",
+    "attention_recorder",
     "average_attention",
     "integrated_gradients",
-    "records_attention",
     "top_edges",
 ]

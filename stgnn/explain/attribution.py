@@ -18,6 +18,7 @@ e.g. time slots, work unchanged) would need a wrapper around captum anyway.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +64,14 @@ def _repeat(batch: Batch, x: Tensor) -> Batch:
     return Batch(**out)
 
 
+def _point(output: Tensor, point: Callable[[Tensor], Tensor] | None) -> Tensor:
+    out = output if point is None else point(output)
+    if out.dim() != 4:
+        raise ValueError(f"the forecast is {tuple(out.shape)}, not point forecasts [B, H, N, F_out]: give point= to "
+                         "map it to them")
+    return out
+
+
 def integrated_gradients(
     model: Forecaster,
     batch: Batch,
@@ -75,6 +84,7 @@ def integrated_gradients(
     baseline: Tensor | None = None,
     steps: int = 64,
     chunk: int = 32,
+    point: Callable[[Tensor], Tensor] | None = None,
 ) -> Attribution:
     """Attribute the forecast ``[horizon, node, feature]`` of one window to its inputs.
 
@@ -90,13 +100,16 @@ def integrated_gradients(
             standardised channel at its training mean).
         steps: Points of the midpoint rule. Default ``64``.
         chunk: Points per forward pass (memory). Default ``32``.
+        point: Maps the model's forecast output to point forecasts ``[S, H, N, F_out]`` (e.g. the
+            mean of a distributional head's parameters); default: the output is one already.
 
     Returns:
         The :class:`Attribution`.
 
     Raises:
-        ValueError: ``batch`` holds more than one window, ``steps < 1``, or the forecast does
-            not depend on ``batch.x`` (statistical baselines such as ``ha``).
+        ValueError: ``batch`` holds more than one window, ``steps < 1``, the forecast does
+            not depend on ``batch.x`` (statistical baselines such as ``ha``), or it is not
+            ``[S, H, N, F_out]`` (give ``point``).
 
     Example:
         >>> from stgnn.models import ModelSpec, build_model
@@ -126,7 +139,7 @@ def integrated_gradients(
     for start in range(0, steps, chunk):
         a = alphas[start : start + chunk].view(-1, 1, 1, 1)
         points = (base + a * (x - base)).requires_grad_(True)
-        out = model.forecast(_repeat(batch, points), edge_index, edge_weight)[:, horizon, node, feature]
+        out = _point(model.forecast(_repeat(batch, points), edge_index, edge_weight), point)[:, horizon, node, feature]
         grad = torch.autograd.grad(out.sum(), points, allow_unused=True)[0] if out.requires_grad else None
         if grad is None:
             raise ValueError(f"the forecast of {type(model).__name__} does not depend on its inputs: "
@@ -134,7 +147,7 @@ def integrated_gradients(
         grads += grad.sum(dim=0)
     values = (x - base) * grads / steps
     with torch.no_grad():
-        ends = model.forecast(_repeat(batch, torch.stack([x, base])), edge_index, edge_weight)
+        ends = _point(model.forecast(_repeat(batch, torch.stack([x, base])), edge_index, edge_weight), point)
     output, baseline_output = float(ends[0, horizon, node, feature]), float(ends[1, horizon, node, feature])
     delta = float(values.sum()) - (output - baseline_output)
     return Attribution(values.detach(), output, baseline_output, delta)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from stgnn.models import Batch, Forecaster
 from stgnn.nn.adaptive import AdaptiveAdjacency
 
-__all__ = ["adaptive_adjacency", "average_attention", "records_attention", "top_edges"]
+__all__ = ["adaptive_adjacency", "attention_recorder", "average_attention", "top_edges"]
 
 
 def adaptive_adjacency(model: nn.Module) -> Tensor | None:
@@ -60,9 +60,11 @@ def top_edges(adjacency: Tensor, node_ids: Sequence[str], k: int) -> list[tuple[
     return [(node_ids[i // n], node_ids[i % n], float(v)) for v, i in zip(values.tolist(), flat.tolist(), strict=True)]
 
 
-def records_attention(model: nn.Module) -> bool:
-    """Whether ``model`` follows the attention-map interface (has ``record_attention``)."""
-    return hasattr(model, "record_attention")
+def attention_recorder(model: nn.Module) -> nn.Module | None:
+    """The module of ``model`` that follows the attention-map interface (has ``record_attention``):
+    ``model`` itself or, for a model wrapped by another (e.g. a probabilistic head), the first
+    submodule that does; ``None`` when there is none."""
+    return next((m for m in model.modules() if hasattr(m, "record_attention")), None)
 
 
 def average_attention(
@@ -75,10 +77,12 @@ def average_attention(
 
     ``record_attention`` is switched on for the passes and restored afterwards.  Floating-point
     maps are averaged; other tensors (e.g. an integer node-to-patch assignment) must be the same
-    in every pass and are returned as they are.
+    in every pass and are returned as they are.  A model configured without attention (e.g. a
+    ``fusion`` model with a recurrent encoder) stores no maps: the result is then empty.
 
     Args:
-        model: A model with ``record_attention`` (see the module docstring); put in eval mode.
+        model: A model that has, or wraps, a module with ``record_attention`` (see the module
+            docstring and :func:`attention_recorder`); put in eval mode.
         batches: The windows of the period (on the model's device).
         edge_index: ``[2, E]`` graph.
         edge_weight: ``[E]`` weights or ``None``.
@@ -87,15 +91,16 @@ def average_attention(
         ``(maps on the CPU, number of windows)``.
 
     Raises:
-        ValueError: The model does not record attention, a forward stored no maps, maps change
-            shape between passes, a non-float map changes, or ``batches`` is empty.
+        ValueError: The model does not record attention, the passes store different maps (names
+            or shapes), a non-float map changes, or ``batches`` is empty.
     """
-    if not records_attention(model):
+    recorder: Any = attention_recorder(model)  # the interface is duck-typed (attributes, not a base class)
+    if recorder is None:
         raise ValueError(f"{type(model).__name__} records no attention maps (it has no record_attention)")
-    recorder: Any = model  # the attention interface is duck-typed (attributes, not a base class)
     before = bool(recorder.record_attention)
     sums: dict[str, Tensor] = {}
     fixed: dict[str, Tensor] = {}
+    names: set[str] | None = None
     windows = 0
     model.eval()
     recorder.record_attention = True
@@ -105,9 +110,10 @@ def average_attention(
                 recorder.attention_maps = {}
                 model.forecast(batch, edge_index, edge_weight)
                 maps: dict[str, Tensor] = recorder.attention_maps
-                if not maps:
-                    raise ValueError(f"{type(model).__name__}: a forward with record_attention = True stored no "
-                                     "attention_maps")
+                if names is not None and set(maps) != names:
+                    raise ValueError(f"{type(model).__name__}: forwards stored different attention maps: "
+                                     f"{sorted(names)} and {sorted(maps)}")
+                names = set(maps)
                 size = int(batch.x.shape[0])
                 for key, value in maps.items():
                     value = value.detach().cpu()

@@ -3,7 +3,8 @@
 Written into the output folder:
 
 * ``attribution.csv`` -- integrated-gradients attribution of the forecast of one sensor at one
-  time to every input (input step x sensor x channel), in the readings' units;
+  time (the point forecast -- mean or median -- of a probabilistic head) to every input (input
+  step x sensor x channel), in the readings' units;
   ``sensor_importance.csv`` -- the sensors ranked by their total absolute attribution;
   ``attribution.png`` -- a step x sensor heat map of the most important sensors and a bar chart.
 * Models with a learned adjacency (Graph WaveNet): ``adaptive_adjacency.csv`` (dense, rows =
@@ -11,7 +12,8 @@ Written into the output folder:
   edges between distinct sensors), ``adaptive_adjacency.png`` (heat map) and, when the sensors
   have coordinates, ``adaptive_edges_map.png`` (those edges drawn on the sensor map).
 * Models that record attention: ``attention_<name>.csv`` / ``.png`` for every map, averaged over
-  the windows of a period.
+  the windows of a period (``attention_clusters.csv`` maps sensors to the groups that attend to
+  each other, for a model that records ``patch_clusters``).
 * ``summary.json`` -- the forecast, the truth, the baseline forecast, the attribution's
   completeness gap, the top sensors and the files written.
 """
@@ -30,7 +32,8 @@ from torch import Tensor
 
 from stgnn.data.preview import preview
 from stgnn.explain.attribution import Attribution, integrated_gradients
-from stgnn.explain.maps import adaptive_adjacency, average_attention, records_attention, top_edges
+from stgnn.explain.maps import adaptive_adjacency, attention_recorder, average_attention, top_edges
+from stgnn.models.heads import DistributionalForecaster
 from stgnn.training.trainer import Experiment
 
 __all__ = ["explain_forecast", "forecast_window"]
@@ -201,19 +204,29 @@ def _write_adjacency(exp: Experiment, out: Path, plt: Any, adj: Tensor, top_k: i
 
 
 def _axis_labels(exp: Experiment, size: int) -> list[str] | None:
-    if size == exp.dataset.num_nodes:
+    """Sensor ids for an axis of ``N`` entries, input steps for one of ``T_in``, else plain indices.
+
+    A model that attends between groups of sensors (``patch_clusters``, stpatch) keeps indices.
+    """
+    if size == exp.dataset.num_nodes and getattr(exp.model, "patch_clusters", None) is None:
         return exp.dataset.node_ids
     if size == exp.spec.input_len:
         return [str(i - size + 1) for i in range(size)]
     return None
 
 
-def _write_attention(exp: Experiment, out: Path, plt: Any, split: str, max_windows: int) -> tuple[list[str], int]:
+def _write_attention(exp: Experiment, out: Path, plt: Any, split: str,
+                     max_windows: int) -> tuple[list[str], int, list[str]]:
     starts = exp.data.splits[split][:max_windows]
     batch_size = exp.config.train.eval_batch_size
     batches = (exp.data.batch(starts[i : i + batch_size]).to(exp.device) for i in range(0, starts.numel(), batch_size))
     maps, windows = average_attention(exp.model, batches, exp.edge_index, exp.edge_weight)
     written = []
+    clusters = getattr(exp.model, "patch_clusters", None)
+    if isinstance(clusters, Tensor) and clusters.numel() == exp.dataset.num_nodes:
+        _write_csv(out / "attention_clusters.csv", ["sensor", "cluster"],
+                   list(zip(exp.dataset.node_ids, clusters.cpu().tolist(), strict=True)))
+        written.append("attention_clusters.csv")
     for key, value in maps.items():
         matrix = value.numpy()
         name = f"attention_{key}"
@@ -228,7 +241,7 @@ def _write_attention(exp: Experiment, out: Path, plt: Any, split: str, max_windo
                  f"{exp.config.model}: attention {key}, mean over {windows} {split} windows", "key", "query",
                  cols, rows)
         written += [f"{name}.csv", f"{name}.png"]
-    return written, windows
+    return written, windows, list(maps)
 
 
 def explain_forecast(
@@ -272,8 +285,10 @@ def explain_forecast(
     out.mkdir(parents=True, exist_ok=True)
     batch = exp.data.batch(torch.tensor([start])).to(exp.device)
     baseline = _attribution_baseline(exp, batch.x[0])
-    attr = integrated_gradients(exp.model, batch, exp.edge_index, exp.edge_weight, horizon=horizon - 1, node=node,
-                                baseline=baseline, steps=steps)
+    model = exp.model
+    point = (lambda out: model.distribution(out).point) if isinstance(model, DistributionalForecaster) else None
+    attr = integrated_gradients(model, batch, exp.edge_index, exp.edge_weight, horizon=horizon - 1, node=node,
+                                baseline=baseline, steps=steps, point=point)
     target_scaler = exp.data.target_scaler
     scale, shift = float(target_scaler.std[0]), float(target_scaler.mean[0])
     stamp = pd.Timestamp(time)
@@ -298,12 +313,12 @@ def explain_forecast(
         written += _write_adjacency(exp, out, plt, adj, top_k, node)
         summary["top_learned_edges"] = [{"source": s, "target": t, "weight": w}
                                         for s, t, w in top_edges(adj, exp.dataset.node_ids, top_k)]
-    if records_attention(exp.model):
+    if attention_recorder(exp.model) is not None:
         if exp.data.num_windows(split) == 0:
             raise ValueError(f"split {split!r} has no windows to average the attention maps over")
-        files, windows = _write_attention(exp, out, plt, split, max_windows)
+        files, windows, names = _write_attention(exp, out, plt, split, max_windows)
         written += files
-        summary["attention"] = {"split": split, "windows": windows}
+        summary["attention"] = {"split": split, "windows": windows, "maps": names}
     summary["files"] = [*written, "summary.json"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -49,8 +49,8 @@ class HistoricalAverage(Forecaster):
         values = series * m
 
         def mean_by(index: Tensor, size: int) -> tuple[Tensor, Tensor]:
-            tot = torch.zeros(size, *series.shape[1:]).index_add_(0, index, values)
-            cnt = torch.zeros(size, series.shape[1], 1).index_add_(0, index, m)
+            tot = torch.zeros(size, *series.shape[1:], device=series.device).index_add_(0, index, values)
+            cnt = torch.zeros(size, series.shape[1], 1, device=series.device).index_add_(0, index, m)
             return tot / cnt.clamp(min=1), cnt > 0
 
         week, seen_week = mean_by(slot, n_slots)

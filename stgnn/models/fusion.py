@@ -154,17 +154,14 @@ class Fusion(Forecaster):
     spatial step runs once on the temporal summaries, whereas the papers interleave space and time
     in every layer (DCRNN and T-GCN put the graph convolution inside the recurrent cell):
 
-    ========== ============================== ===============================================
-    preset     temporal + spatial + fusion    closest published model
-    ========== ============================== ===============================================
-    dcrnn      gru + diffusion + gate         DCRNN (Li et al., ICLR 2018): GRU + diffusion conv
-    stgcn      tcn + gcn + concat             STGCN (Yu et al., IJCAI 2018): temporal conv + graph conv
-    tgcn       gru + gcn + concat             T-GCN (Zhao et al., T-ITS 2020): GRU + GCN
-    gcn_lstm   lstm + gcn + concat            GCN-LSTM-style hybrids (graph conv + LSTM)
-    gwnet      tcn + diffusion + concat       Graph WaveNet (Wu et al., IJCAI 2019), without its adaptive adjacency
-    gman       transformer + graph_attention + gate   GMAN (Zheng et al., AAAI 2020): temporal and spatial
-                                              attention, gated fusion (GMAN's spatial attention is over all nodes)
-    ========== ============================== ===============================================
+    * ``dcrnn``: gru + diffusion + gate -- DCRNN (Li et al., ICLR 2018): GRU + diffusion conv.
+    * ``stgcn``: tcn + gcn + concat -- STGCN (Yu et al., IJCAI 2018): temporal conv + graph conv.
+    * ``tgcn``: gru + gcn + concat -- T-GCN (Zhao et al., T-ITS 2020): GRU + GCN.
+    * ``gcn_lstm``: lstm + gcn + concat -- GCN-LSTM-style hybrids (graph conv + LSTM).
+    * ``gwnet``: tcn + diffusion + concat -- Graph WaveNet (Wu et al., IJCAI 2019) without its
+      adaptive adjacency.
+    * ``gman``: transformer + graph_attention + gate -- GMAN (Zheng et al., AAAI 2020): temporal
+      and spatial attention with gated fusion (GMAN's spatial attention is over all nodes).
 
     The default (no preset, nothing set) is ``gru + diffusion + gate`` (the ``dcrnn`` preset).
 
@@ -175,7 +172,11 @@ class Fusion(Forecaster):
     There are no per-node parameters: the model is equivariant to node permutations and runs on
     any graph.
 
-    Attention maps: with ``record_attention = True`` every forward stores ``attention_maps``:
+    Attention maps: a configuration with an attention component (``temporal="transformer"``,
+    ``spatial="graph_attention"`` or ``fusion="attention"``; ``has_attention``) follows the
+    attention-map interface; the others have no ``record_attention`` attribute (``hasattr`` is
+    false, setting it to ``True`` is an error).  With ``record_attention = True`` every forward
+    stores ``attention_maps``:
     ``temporal_i`` ``[T, T]`` (transformer encoder, layer ``i``), ``spatial_i`` ``[N, N]``
     (graph attention, layer ``i``; row = query node, column = attended node), ``fusion`` ``[N, 2]``
     (attention fusion: weight of the temporal and the spatial representation per node), each
@@ -206,8 +207,6 @@ class Fusion(Forecaster):
         >>> model(torch.randn(2, 12, 4, 2), edge_index).shape
         torch.Size([2, 3, 4, 1])
     """
-
-    record_attention: bool
 
     def __init__(
         self,
@@ -242,7 +241,9 @@ class Fusion(Forecaster):
         if kernel_size < 2:
             raise ValueError(f"kernel_size must be >= 2, got {kernel_size}")
         self.spec = spec
-        self.record_attention = False
+        self.has_attention = "transformer" == self.temporal_kind or "graph_attention" == self.spatial_kind \
+            or "attention" == self.fusion_kind
+        self._record_attention = False
         self.attention_maps: dict[str, Tensor] = {}
         c = hidden_channels
         self.input_proj = nn.Linear(spec.in_channels, c)
@@ -258,11 +259,26 @@ class Fusion(Forecaster):
             self.score = nn.Sequential(nn.Linear(c, c), nn.Tanh(), nn.Linear(c, 1, bias=False))
         self.head = nn.Sequential(nn.Linear(c, c), nn.ReLU(), nn.Linear(c, spec.horizon * spec.out_channels))
 
+    @property
+    def record_attention(self) -> bool:
+        """Store ``attention_maps`` on each forward (only with an attention component)."""
+        if not self.has_attention:
+            raise AttributeError(f"fusion {self.temporal_kind} + {self.spatial_kind} + {self.fusion_kind} has no "
+                                 "attention to record")
+        return self._record_attention
+
+    @record_attention.setter
+    def record_attention(self, value: bool) -> None:
+        if value and not self.has_attention:
+            raise ValueError(f"fusion {self.temporal_kind} + {self.spatial_kind} + {self.fusion_kind} has no "
+                             "attention to record")
+        self._record_attention = bool(value)
+
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         """Forecast ``[B, H, N, F_out]`` from ``x [B, T, N, F_in]``."""
         if x.dim() != 4 or x.size(-1) != self.spec.in_channels:
             raise ValueError(f"expected x [B, T, N, {self.spec.in_channels}], got {tuple(x.shape)}")
-        maps: dict[str, Tensor] | None = {} if self.record_attention else None
+        maps: dict[str, Tensor] | None = {} if self._record_attention else None
         z_t = self.temporal(self.input_proj(x), maps)
         z_s = self.spatial(z_t, edge_index, edge_weight, maps)
         if self.fusion_kind == "concat":

@@ -231,7 +231,15 @@ class WindowSpec:
 
 
 def concat_batches(batches: list[Batch]) -> Batch:
-    """One batch holding the windows of ``batches`` in order (for micro-batching)."""
+    """One batch holding the windows of ``batches`` in order (for micro-batching).
+
+    Raises:
+        ValueError: A batch holds a sampled subgraph (``node_index``): windows on different node
+            sets cannot share a batch.
+    """
+    if any(b.node_index is not None for b in batches):
+        raise ValueError("concat_batches: a batch holds a sampled subgraph (node_index); only full-graph windows "
+                         "can be joined")
     if len(batches) == 1:
         return batches[0]
     x_masks = [b.x_mask for b in batches]

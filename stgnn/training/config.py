@@ -56,6 +56,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from stgnn.data.impute import ImputeMethod
 from stgnn.data.ondisk import is_converted
 from stgnn.data.registry import DATASETS
 from stgnn.models import MODELS
@@ -125,6 +126,15 @@ class DataConfig(_Section):
     )
     target_features: list[NonNegativeInt] = Field(
         default_factory=lambda: [0], min_length=1, description="Reading features (indices) to forecast."
+    )
+    impute: ImputeMethod = Field(
+        "none",
+        description=(
+            "How missing input readings are filled before the model sees them: none (the stored value, 0), "
+            "linear (in time, inside the input window), historical (the sensor's time-of-day mean) or "
+            "neighbours (graph neighbours' weighted deviations from their time-of-day means); statistics "
+            "fitted on the training period only. Targets are never imputed (the metrics mask them)."
+        ),
     )
     null_value: float | None = Field(
         None,

@@ -23,7 +23,8 @@ trainer then runs the same loop in every process with these rules:
   error sum divided by ``count / K`` so that DDP's gradient average equals the gradient of
   the single-process loss exactly (ranks that hold more missing readings are not over-weighted).
 * **Validation and test windows are sharded** the same way and the metrics' sums and counts
-  (:meth:`stgnn.metrics.MaskedMetrics.totals`) are all-reduced before dividing: never an
+  (:meth:`stgnn.metrics.MaskedMetrics.totals`, including the CRPS and interval sums of
+  probabilistic heads) are all-reduced before dividing: never an
   average of per-rank averages.
 * **Decisions are made once**: rank 0's validation MAE is broadcast, so the best epoch and early
   stopping are the same on every rank; only rank 0 locks the run folder, claims it, writes
@@ -150,6 +151,14 @@ class Distributed:
         comm = tensor.detach().to(self._comm_device(), copy=True)
         dist.all_reduce(comm, op=dist.ReduceOp.SUM)
         return comm.to(tensor.device)
+
+    def all_reduce_sums(self, sums: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Key-by-key sums over all ranks of tensors of equal shapes (every rank holds the same keys)."""
+        if not sums:
+            return {}
+        keys = sorted(sums)
+        total = self.all_reduce_sum(torch.stack([sums[k].double() for k in keys]))
+        return {k: total[i] for i, k in enumerate(keys)}
 
     def broadcast(self, value: T) -> T:
         """Rank 0's ``value`` on every rank (any picklable object; tensors should be on the CPU)."""

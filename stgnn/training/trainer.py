@@ -36,7 +36,7 @@ from stgnn.data.readers import load_dataset
 from stgnn.data.registry import DATASETS
 from stgnn.data.windows import StandardScaler, WindowData
 from stgnn.distributions import ForecastDistribution, PointForecast
-from stgnn.metrics import MaskedMetrics, masked_forecast_error
+from stgnn.metrics import MaskedMetrics, masked_forecast_loss_sum
 from stgnn.models import MODELS, Batch, Forecaster, ModelSpec, build_model
 from stgnn.models.heads import DistributionalForecaster
 from stgnn.training.accelerate import amp_dtype, autocast, compile_model, grad_scaler
@@ -152,6 +152,7 @@ class Experiment:
         dataset: TrafficDataset | None = None,
         scaler: StandardScaler | None = None,
         covariate_scaler: StandardScaler | None = None,
+        input_mask: Tensor | None = None,
     ) -> Experiment:
         """Load data, window it, fit the scaler on train, and build the model.
 
@@ -162,6 +163,9 @@ class Experiment:
             scaler: A fitted scaler to reuse (default: fit on the training windows).
             covariate_scaler: A fitted scaler of the user covariates to reuse (default: fit on
                 the training period).
+            input_mask: ``[T, N]`` readings the model inputs may use (default: the dataset's mask);
+                hidden readings are missing inputs (imputed per ``data.impute``) but still scored
+                as targets; see :class:`~stgnn.data.windows.WindowData`.
         """
         ds = dataset if dataset is not None else load_data(cfg, root)
         dc = cfg.data
@@ -175,6 +179,8 @@ class Experiment:
             target_features=dc.target_features,
             scaler=scaler,
             covariate_scaler=covariate_scaler,
+            impute=dc.impute,
+            input_mask=input_mask,
         )
         spec = ModelSpec(
             num_nodes=ds.num_nodes,
@@ -211,9 +217,10 @@ class Experiment:
         with a probabilistic head gives its distribution, mapped through the target scaler
         (locations and quantiles ``* std + mean``, a Gaussian scale only ``* std``).
         """
-        scaler = self.data.target_scaler
+        scaler = self.data.target_scaler  # on the device (see __post_init__)
         if isinstance(self.model, DistributionalForecaster):
-            return self.model.distribution(output.float()).affine(scaler.std, scaler.mean)
+            std, mean = scaler.std.to(output.device), scaler.mean.to(output.device)  # no copy on the device
+            return self.model.distribution(output.float()).affine(std, mean)
         return PointForecast(scaler.inverse(output.float()))
 
     def predict_distribution(self, batch: Batch) -> ForecastDistribution:
@@ -235,7 +242,13 @@ class Experiment:
         return self.predict_distribution(batch).point
 
     def evaluate(
-        self, split: str, batch_size: int = 64, progress: bool = False, *, dist: Distributed | None = None
+        self,
+        split: str,
+        batch_size: int = 64,
+        progress: bool = False,
+        *,
+        dist: Distributed | None = None,
+        nodes: Tensor | None = None,
     ) -> MaskedMetrics:
         """Masked metrics over a whole split (sums and counts, divided once).
 
@@ -246,6 +259,7 @@ class Experiment:
             dist: In a data-parallel run, every process evaluates its share of each batch and
                 the sums and counts are all-reduced before dividing (every process returns the
                 metrics of the whole split).
+            nodes: Score only these node indices (e.g. one region of the network); default all.
         """
         metrics = MaskedMetrics(
             horizons=[h for h in (3, 6, 12) if h <= self.spec.horizon] or [self.spec.horizon],
@@ -256,15 +270,20 @@ class Experiment:
         part = None if dist is None else (dist.rank, dist.world_size)
         batches = self.data.batches(split, batch_size, part=part)
         total = -(-self.data.num_windows(split) // batch_size)
+        keep = None  # the nodes scored: the others are masked like missing readings
+        if nodes is not None:
+            keep = torch.zeros(self.spec.num_nodes, dtype=torch.bool, device=self.device)
+            keep[nodes.to(self.device)] = True
         with torch.no_grad():
             for batch in tqdm(batches, total=total, desc=f"eval {split}", leave=False,
                               disable=not progress, file=sys.stderr):
                 batch = self.to_device(batch)
                 with context:
                     pred = self.model.forecast(batch, self.edge_index, self.edge_weight)
-                metrics.update(self.to_raw(pred), batch.y, batch.mask)
+                mask = batch.mask if keep is None else batch.mask & keep
+                metrics.update(self.to_raw(pred), batch.y, mask)
         if dist is not None:
-            metrics.load_totals(dist.all_reduce_sum(metrics.totals(self.spec.horizon)))
+            metrics.load_totals(dist.all_reduce_sums(metrics.totals()))
         return metrics
 
 
@@ -548,14 +567,14 @@ class Trainer:
         return (step for b in capped for step in sampler.split(b, gen)), total * len(sampler)
 
     def _loss(self, forecast: ForecastDistribution, y: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``(loss to back-propagate, the masked loss of the whole batch)``: the MAE of a point
-        forecast, the NLL of a Gaussian head, the pinball loss of a quantile head.
+        """``(loss to back-propagate, the loss of the whole batch)``: the masked mean of
+        :func:`~stgnn.metrics.masked_forecast_loss` (MAE for a point forecast).
 
-        In a data-parallel run the error sum and count of the global batch are all-reduced and
-        each rank divides its own error sum by ``count / world_size``, so that DDP's gradient
+        In a data-parallel run the loss sum and count of the global batch are all-reduced and
+        each rank divides its own loss sum by ``count / world_size``, so that DDP's gradient
         average is the gradient of the global batch's masked mean.
         """
-        err_sum, count = masked_forecast_error(forecast, y, mask, self.cfg.data.null_value)
+        err_sum, count = masked_forecast_loss_sum(forecast, y, mask, self.cfg.data.null_value)
         if self.dist is None:
             loss = err_sum / count.clamp(min=1)
             return loss, loss.detach()
@@ -563,6 +582,23 @@ class Trainer:
         global_count = totals[1].clamp(min=1)
         loss = err_sum / (global_count / self.dist.world_size).to(err_sum.dtype)
         return loss, totals[0] / global_count
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training windows (``max_batches`` at most), as :meth:`fit` runs it.
+
+        For callers that drive training themselves (a federated client between rounds): no
+        validation, checkpoint or log is written.  ``epoch`` seeds the shuffling and dropout.
+
+        Returns:
+            The mean training loss of the epoch.
+
+        Raises:
+            ValueError: The model is not trained by gradient (it has no optimizer).
+            NonFiniteLossError: A NaN or infinite loss or gradient (epoch and batch named).
+        """
+        if self.optimizer is None:
+            raise ValueError(f"{self.cfg.model} is not trained by gradient descent: nothing to train")
+        return self._train_epoch(epoch)
 
     def _train_epoch(self, epoch: int) -> float:
         exp, tc = self.exp, self.cfg.train

@@ -58,6 +58,11 @@ def test_windows_from_the_mapped_series_equal_windows_from_memory(tmp_path):
     assert torch.equal(memory.batch(future).slot, lazy.batch(future).slot)
     for a, b in zip(memory.train_period(), lazy.train_period(), strict=True):
         assert torch.equal(a, b)
+    # imputation and input masks need the whole series in memory: refused by name, never skipped
+    with pytest.raises(ValueError, match=r"data.impute = 'historical'.*memory-mapped"):
+        WindowData(mapped, input_len=6, horizon=4, impute="historical")
+    with pytest.raises(ValueError, match=r"input masks need the series in memory"):
+        WindowData(mapped, input_len=6, horizon=4, input_mask=torch.ones_like(mapped.mask))
 
 
 def test_chunked_scaler_matches_the_whole_series_statistics():

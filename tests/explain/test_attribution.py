@@ -29,6 +29,18 @@ class _Linear(Forecaster):
         return torch.einsum("hntmf,btmf->bhn", self.w, x).unsqueeze(-1)
 
 
+class _Params(Forecaster):
+    """A distributional stand-in: (mean, scale) parameters of the wrapped model's forecast."""
+
+    def __init__(self, inner: Forecaster) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+        mean = self.inner(x, edge_index, edge_weight)
+        return torch.stack([mean, mean.abs() + 1.0], dim=-1)
+
+
 def test_linear_model_attribution_is_weight_times_input():
     torch.manual_seed(0)
     w = torch.randn(2, 3, 4, 3, 2)
@@ -64,6 +76,15 @@ def test_bad_requests_are_refused():
     with pytest.raises(ValueError, match=r"baseline \(4, 3, 1\) does not match the input \(4, 3, 2\)"):
         integrated_gradients(model, _batch(torch.randn(1, 4, 3, 2)), none, horizon=0, node=0,
                              baseline=torch.zeros(4, 3, 1))
+    with pytest.raises(ValueError, match=r"the forecast is \(32, 2, 3\), not point forecasts \[B, H, N, F_out\]"):
+        integrated_gradients(model, _batch(torch.randn(1, 4, 3, 2)), none, horizon=0, node=0,
+                             point=lambda out: out[..., 0])
+    # distribution parameters [B, H, N, F, P] mapped to their point forecast
+    x = torch.randn(1, 4, 3, 2)
+    params = integrated_gradients(_Params(model), _batch(x), none, horizon=0, node=1, point=lambda out: out[..., 0])
+    torch.testing.assert_close(params.values, integrated_gradients(model, _batch(x), none, horizon=0, node=1).values)
+    with pytest.raises(ValueError, match=r"the forecast is \(\d+, 2, 3, 1, 2\), not point forecasts"):
+        integrated_gradients(_Params(model), _batch(x), none, horizon=0, node=1)
     ha = build_model("ha", ModelSpec(num_nodes=3, in_channels=2, out_channels=1, horizon=2, steps_per_day=4))
     with pytest.raises(ValueError, match="HistoricalAverage does not depend on its inputs"):
         integrated_gradients(ha, _batch(torch.randn(1, 4, 3, 2)), none, horizon=0, node=0)

@@ -76,7 +76,7 @@ def test_explain_averages_the_attention_of_an_attention_model(tmp_path, monkeypa
     assert main(["explain", "--checkpoint", str(run / "checkpoint.pt"), "--sensor", "S1", "--time",
                  "2024-01-01T12:00", "--horizon", "3", "--windows", "10", "--output", str(out), "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["attention"] == {"split": "test", "windows": 10}
+    assert summary["attention"] == {"split": "test", "windows": 10, "maps": ["temporal", "spatial", "groups"]}
     temporal = pd.read_csv(out / "attention_temporal.csv", index_col=0)
     assert temporal.shape == (12, 12) and list(temporal.columns)[-1] == "0"
     assert temporal.sum(axis=1).round(5).eq(1.0).all()
@@ -84,6 +84,40 @@ def test_explain_averages_the_attention_of_an_attention_model(tmp_path, monkeypa
     assert list(spatial.columns) == ids
     assert (out / "attention_temporal.png").is_file() and (out / "attention_groups.csv").is_file()
     assert not (out / "adaptive_adjacency.csv").exists()
+
+
+@pytest.mark.parametrize(("model", "maps"), [("transformer", {"temporal_0", "temporal_1"}),
+                                             ("stpatch", {"temporal_0", "spatial_0", "temporal_1", "spatial_1"})])
+def test_explain_the_attention_models_of_the_zoo(tmp_path, model, maps, single_thread):
+    readings, _, sensors, _ = upstream_data(tmp_path / "data", t=300)
+    run = tmp_path / "run"
+    assert main(["train", "--model", model, "--series", str(readings), "--locations", str(sensors), "--epochs", "1",
+                 "--max-batches", "2", "--device", "cpu", "--output", str(run), "--quiet"]) == 0
+    out = tmp_path / "explain"
+    assert main(["explain", "--checkpoint", str(run / "checkpoint.pt"), "--sensor", "S3", "--time",
+                 "2024-01-01T20:00", "--windows", "20", "--output", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["attention"]["maps"]) == maps and summary["attention"]["windows"] == 20
+    for name in maps:
+        assert (out / f"attention_{name}.png").is_file()
+    temporal = pd.read_csv(out / "attention_temporal_0.csv", index_col=0)
+    assert temporal.sum(axis=1).round(4).eq(1.0).all()  # rows of an attention matrix sum to one
+    assert (out / "attention_clusters.csv").is_file() == (model == "stpatch")
+
+
+@pytest.mark.parametrize("head", ["gaussian", "quantile"])
+def test_explain_a_probabilistic_head_attributes_its_point_forecast(tmp_path, capsys, head, single_thread):
+    readings, edges, _, _ = upstream_data(tmp_path / "data", t=200)
+    run = tmp_path / "run"
+    assert main(["train", "--model", "gru", "--head", head, "--series", str(readings), "--edges", str(edges),
+                 "--epochs", "1", "--max-batches", "2", "--device", "cpu", "--output", str(run), "--quiet"]) == 0
+    out = tmp_path / "explain"
+    assert main(["explain", "--checkpoint", str(run / "checkpoint.pt"), "--sensor", "S1", "--time",
+                 "2024-01-01T12:00", "--output", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    change = summary["forecast"] - summary["baseline_forecast"]
+    assert abs(summary["attribution_sum"] - change) == pytest.approx(abs(summary["completeness_gap"]), abs=1e-6)
+    assert abs(summary["completeness_gap"]) < 0.05 * abs(change) + 1e-3
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,24 @@ import torch
 from explain_standins import TinyAttention
 from torch import Tensor
 
-from stgnn.explain import adaptive_adjacency, average_attention, records_attention, top_edges
-from stgnn.models import Batch, ModelSpec, build_model
+from stgnn.explain import adaptive_adjacency, attention_recorder, average_attention, top_edges
+from stgnn.models import Batch, Forecaster, ModelSpec, build_model
 
 
 def _batch(x: Tensor) -> Batch:
     b, _, n, _ = x.shape
     return Batch(x=x, y=torch.zeros(b, 2, n, 1), y_scaled=torch.zeros(b, 2, n, 1), mask=torch.ones(b, 2, n, dtype=bool),
                  start=torch.zeros(b, dtype=torch.long), slot=torch.zeros(b, 2, dtype=torch.long))
+
+
+class _Wrapper(Forecaster):
+    def __init__(self, inner: Forecaster) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forecast(self, batch: Batch, edge_index: Tensor, edge_weight: Tensor | None = None, *,
+                 teacher_forcing: float = 0.0) -> Tensor:
+        return self.inner.forecast(batch, edge_index, edge_weight)
 
 
 def test_attention_is_averaged_over_every_window_of_the_period():
@@ -29,7 +39,10 @@ def test_attention_is_averaged_over_every_window_of_the_period():
     torch.testing.assert_close(maps["temporal"], expected)
     assert maps["temporal"].shape == (5, 5) and maps["spatial"].shape == (3, 3)
     assert torch.equal(maps["groups"], torch.tensor([0, 1, 0]))
-    assert records_attention(model) and not records_attention(torch.nn.Linear(2, 2))
+    assert attention_recorder(model) is model and attention_recorder(torch.nn.Linear(2, 2)) is None
+    wrapper = _Wrapper(model)  # e.g. a probabilistic head around the model
+    assert attention_recorder(wrapper) is model
+    assert average_attention(wrapper, [_batch(x)], none)[0]["temporal"].shape == (5, 5)
 
 
 def test_attention_errors():
@@ -41,12 +54,22 @@ def test_attention_errors():
     with pytest.raises(ValueError, match="no windows"):
         average_attention(model, [], none)
 
-    class Silent(TinyAttention):
+    class Silent(TinyAttention):  # a configuration without attention: no maps
         def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
             return torch.zeros(x.shape[0], 2, x.shape[2], 1)
 
-    with pytest.raises(ValueError, match="Silent: a forward with record_attention = True stored no attention_maps"):
-        average_attention(Silent(spec), [_batch(torch.randn(2, 5, 3, 2))], none)
+    assert average_attention(Silent(spec), [_batch(torch.randn(2, 5, 3, 2))], none) == ({}, 2)
+
+    class Fickle(TinyAttention):  # stores a map in the first pass only
+        def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+            out = super().forward(x, edge_index, edge_weight)
+            if x.shape[0] == 1:
+                self.attention_maps = {}
+            return out
+
+    batches = [_batch(torch.randn(2, 5, 3, 2)), _batch(torch.randn(1, 5, 3, 2))]
+    with pytest.raises(ValueError, match=r"Fickle: forwards stored different attention maps: \['groups', "):
+        average_attention(Fickle(spec), batches, none)
     assert model.record_attention is False
 
 

@@ -22,6 +22,8 @@ SMALL = {
     "tgcn": dict(hidden_channels=8),
     "gru": dict(hidden_channels=8),
     "gcn": dict(hidden_channels=8),
+    # called as model(x, edge_index) here, without the batch's time slots (forecast(batch) passes them)
+    "transformer": dict(time_embedding=False),
 }
 
 

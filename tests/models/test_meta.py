@@ -38,3 +38,14 @@ def test_forward_shapes_on_meta_at_largest_size(name: str) -> None:
         out = model(x, edge_index)
     assert out.device.type == "meta"
     assert out.shape == (64, SPEC.horizon, SPEC.num_nodes, SPEC.out_channels)
+
+
+def test_historical_average_fits_on_the_device_of_its_data() -> None:
+    """``fit_statistics`` builds its tables where the series is (a CPU table failed on CUDA)."""
+    spec = ModelSpec(num_nodes=5, in_channels=2, out_channels=1, input_len=12, horizon=3, steps_per_day=24)
+    with torch.device("meta"):
+        model = build_model("ha", spec)
+        series, mask = torch.empty(200, 5, 1), torch.empty(200, 5, dtype=torch.bool)
+        slot = torch.empty(200, dtype=torch.long)
+    model.fit_statistics(series, mask, slot)
+    assert model.table.device.type == "meta" and model.table.shape == (7 * 24, 5, 1)

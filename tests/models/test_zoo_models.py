@@ -177,6 +177,19 @@ def test_attention_maps_recorded_only_when_asked():
                 assert (amap[~allowed] == 0).all() and (amap[allowed] > 0).all()
 
 
+def test_fusion_without_attention_is_not_an_attention_model():
+    from stgnn.explain.maps import attention_recorder
+
+    plain = make("fusion", dict(SMALL_FUSION, temporal="gru", spatial="diffusion", fusion="gate"))
+    assert not plain.has_attention and not hasattr(plain, "record_attention") and attention_recorder(plain) is None
+    with pytest.raises(ValueError, match="has no attention to record"):
+        plain.record_attention = True
+    plain.record_attention = False  # switching off is harmless
+    for kw in (dict(temporal="transformer"), dict(spatial="graph_attention"), dict(fusion="attention")):
+        model = make("fusion", {**SMALL_FUSION, "temporal": "gru", "spatial": "gcn", "fusion": "concat", **kw})
+        assert model.has_attention and attention_recorder(model) is model and model.record_attention is False
+
+
 def test_stpatch_records_the_clusters_of_the_nodes():
     model = make("stpatch", SMALL_STPATCH).eval()
     ei, ew = graph()
@@ -253,6 +266,19 @@ def test_transformer_uses_time_of_day_and_day_of_week():
     assert n_params(model) - n_params(plain) > 0
 
 
+@pytest.mark.parametrize("kind", ["gaussian", "quantile"])
+def test_transformer_under_a_probabilistic_head_gets_the_time_slots(kind):
+    from stgnn.models.heads import DistributionalForecaster
+
+    torch.manual_seed(0)
+    model = DistributionalForecaster(STTransformer, SPEC, kind, **SMALL_TRANSFORMER).eval()
+    bt = batch()
+    params = model.forecast(bt, *graph())
+    assert params.shape == (4, SPEC.horizon, N, 1, 2 if kind == "gaussian" else 3)
+    moved = Batch(**{**vars(bt), "slot": (bt.slot + 288) % 2016})  # the next day: another day-of-week embedding
+    assert not torch.allclose(model.forecast(moved, *graph()), params)
+
+
 def test_transformer_rejects_bad_settings():
     with pytest.raises(ValueError, match="divisible by heads"):
         STTransformer(SPEC, input_embedding_dim=7, time_embedding=False, heads=2)
@@ -325,3 +351,17 @@ def test_cli_trains_and_evaluates_on_own_data(tmp_path, model):
     assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--output",
                  str(tmp_path / "eval.json"), "--quiet"]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["horizons"] == metrics["horizons"]
+
+
+@pytest.mark.parametrize("model", ["fusion", "transformer", "stpatch"])
+def test_cli_trains_on_a_benchmark_format_with_default_settings(tmp_path, monkeypatch, model):
+    """``stgnn train --model X --dataset D`` without a config for (X, D) uses the model defaults. A
+    PEMS04 stand-in (3 features, an edge-list graph); its files are not the published ones, so the
+    checksum check is switched off for this test."""
+    monkeypatch.setattr("stgnn.data.download.check_files", lambda info, folder: None)
+    standins.write_pems(tmp_path / "pems04", "04", t=300, n=8, f=3)
+    out = tmp_path / "run"
+    assert main(["train", "--model", model, "--dataset", "pems04", "--data-dir", str(tmp_path), "--epochs", "1",
+                 "--max-batches", "2", "--output", str(out), "--quiet", "--no-download"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "pems04" and metrics["horizons"]["average"]["mae"] > 0

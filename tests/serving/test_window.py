@@ -78,3 +78,10 @@ def test_concat_batches_keeps_window_order(served):
     a, b = exp.data.batch(torch.tensor([0, 1])), exp.data.batch(torch.tensor([5]))
     both = concat_batches([a, b])
     assert torch.equal(both.x, exp.data.batch(torch.tensor([0, 1, 5])).x)
+
+
+def test_concat_batches_refuses_subgraph_batches(served):
+    exp, _ = served
+    sub = exp.data.batch(torch.tensor([0])).select_nodes(torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="sampled subgraph"):
+        concat_batches([sub, sub])

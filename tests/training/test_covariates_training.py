@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from stgnn.cli import main
-from stgnn.models import MODELS, ModelSpec, build_model
+from stgnn.models import MODELS, Batch, ModelSpec, build_model
 from stgnn.training.config import ConfigError, RunConfig, load_config
 from stgnn.training.trainer import Experiment, Trainer
 
@@ -69,13 +68,14 @@ def test_models_that_accept_covariates_read_every_input_channel(name, single_thr
         assert not model_cls.trainable  # the statistical baselines only
         return
     torch.manual_seed(0)
-    model = build_model(name, spec).eval()
+    # called as model(x, edge_index), without the batch's time slots that transformer's forecast(batch) passes
+    model = build_model(name, spec, **({"time_embedding": False} if name == "transformer" else {})).eval()
     edge_index = torch.tensor([[0, 1, 2, 3, 1], [1, 2, 3, 0, 3]])
     x = torch.randn(2, 12, 4, 3, requires_grad=True)
-    extra = {}
-    if "time_slot" in inspect.signature(model.forward).parameters:  # models with time-of-day embeddings
-        extra["time_slot"] = torch.arange(12).repeat(2, 1)
-    model(x, edge_index, **extra).square().sum().backward()
+    batch = Batch(x=x, y=torch.zeros(2, 2, 4, 1), y_scaled=torch.zeros(2, 2, 4, 1),
+                  mask=torch.ones(2, 2, 4, dtype=torch.bool), start=torch.tensor([12, 13]),
+                  slot=torch.tensor([[12, 13], [13, 14]]), x_mask=torch.ones(2, 12, 4, dtype=torch.bool))
+    model.forecast(batch, edge_index).square().sum().backward()
     assert x.grad is not None
     assert x.grad[..., 2].abs().sum() > 0, f"{name} ignores its last input channel"
 

@@ -13,6 +13,7 @@ from tiny_runs import make_config, trainer, write_data
 from stgnn.cli import main
 from stgnn.distributions import GaussianForecast, QuantileForecast
 from stgnn.models.heads import DistributionalForecaster
+from stgnn.report import interval_table
 from stgnn.training.config import ConfigError, HeadConfig, RunConfig
 from stgnn.training.trainer import Experiment, Trainer, experiment_from_checkpoint
 
@@ -183,3 +184,10 @@ def test_predict_writes_interval_columns_and_plot_draws_the_band(data, tmp_path,
     assert main(["plot", "--checkpoint", checkpoint, "--sensors", "0,1", "--output", str(tmp_path / "plots")]) == 0
     assert bands == ["95 % interval", "80 % interval"] * 2
     assert (tmp_path / "plots" / "forecast.png").stat().st_size > 0
+
+
+def test_interval_table_shows_coverage_in_percent_and_missing_levels_as_dashes():
+    row = {"crps": 1.234, "coverage_80": 0.8123, "width_80": 5.0, "coverage_95": None, "width_95": None}
+    text = interval_table({"3": row, "average": row})
+    assert "| @3 (15 min) | 1.23 | 81.2 % | 5.00 | - | - |" in text
+    assert "| average 1-12 |" in text

@@ -55,14 +55,14 @@ def test_curriculum_restricts_the_loss_to_the_leading_horizons(data, tmp_path, m
     import stgnn.training.trainer as module
 
     seen: list[int] = []
-    original = module.masked_forecast_error
+    original = module.masked_forecast_loss_sum
 
     def spy(pred: ForecastDistribution, target: torch.Tensor, mask: torch.Tensor,
             null_value: float | None) -> tuple[torch.Tensor, torch.Tensor]:
         seen.append(pred.point.shape[1])
         return original(pred, target, mask, null_value)
 
-    monkeypatch.setattr(module, "masked_forecast_error", spy)
+    monkeypatch.setattr(module, "masked_forecast_loss_sum", spy)
     cfg = make_config(*data, epochs=2, max_batches=3, curriculum_steps=2)
     trainer(cfg, tmp_path / "run").fit()
     assert seen == [1, 1, 2, 2, 3, 3]
