@@ -68,8 +68,7 @@ def test_models_that_accept_covariates_read_every_input_channel(name, single_thr
         assert not model_cls.trainable  # the statistical baselines only
         return
     torch.manual_seed(0)
-    # called as model(x, edge_index), without the batch's time slots that transformer's forecast(batch) passes
-    model = build_model(name, spec, **({"time_embedding": False} if name == "transformer" else {})).eval()
+    model = build_model(name, spec).eval()  # through forecast(batch): models that need time slots get them
     edge_index = torch.tensor([[0, 1, 2, 3, 1], [1, 2, 3, 0, 3]])
     x = torch.randn(2, 12, 4, 3, requires_grad=True)
     batch = Batch(x=x, y=torch.zeros(2, 2, 4, 1), y_scaled=torch.zeros(2, 2, 4, 1),
