@@ -173,12 +173,12 @@ def test_a_model_reading_several_features_is_refused(tmp_path):
 
 
 def test_probabilistic_models_alert_outside_their_forecast_interval(tmp_path, capsys):
-    series, locations = standins.write_custom(tmp_path / "data", t=400, n=3)
+    series, locations = standins.write_custom(tmp_path / "data", t=250, n=3)
     run = tmp_path / "run"
-    assert main(["train", "--model", "lstm", "--head", "gaussian", "--series", str(series), "--locations",
-                 str(locations), "--epochs", "2", "--max-batches", "8", "--output", str(run), "--quiet"]) == 0
+    assert main(["train", "--model", "gru", "--head", "gaussian", "--series", str(series), "--locations",
+                 str(locations), "--epochs", "2", "--max-batches", "4", "--output", str(run), "--quiet"]) == 0
     frame = pd.read_csv(series)
-    frame.iloc[300, 2] *= 3.0  # sensor S1
+    frame.iloc[200, 2] *= 3.0  # sensor S1
     frame.to_csv(tmp_path / "scan.csv", index=False)
     out = tmp_path / "alerts"
     assert main(["anomalies", "--checkpoint", str(run / "checkpoint.pt"), "--series", str(tmp_path / "scan.csv"),
@@ -187,7 +187,7 @@ def test_probabilistic_models_alert_outside_their_forecast_interval(tmp_path, ca
     summary = json.loads((out / "summary.json").read_text())
     assert summary["spike_drop_test"] == "outside the central 0.99 forecast interval" and summary["plots"] == []
     alerts = pd.read_csv(out / "alerts.csv", parse_dates=["time"])
-    hit = alerts[(alerts["sensor"] == "S1") & (alerts["time"] == pd.Timestamp(frame["timestamp"].iloc[300]))]
+    hit = alerts[(alerts["sensor"] == "S1") & (alerts["time"] == pd.Timestamp(frame["timestamp"].iloc[200]))]
     assert hit["kind"].tolist() == ["spike"] and float(hit["score"].iloc[0]) > 1
     assert (alerts.loc[alerts["kind"].isin(["spike", "drop"]), "score"].abs() > 1).all()
     # the interval really is the head's: a reading alerts exactly where it lies outside it
@@ -196,8 +196,8 @@ def test_probabilistic_models_alert_outside_their_forecast_interval(tmp_path, ca
     flagged = np.isin(found.kind, ["spike", "drop"])
     outside = (found.observed > found.high) | (found.observed < found.low)
     assert found.level == pytest.approx(0.99) and (flagged == outside).all()
-    low, high = exp.predict_distribution(exp.data.batch(torch.tensor([300 - 12]))).interval(0.99)
-    assert found.high[300, 1] == pytest.approx(float(high[0, 0, 1, 0]), rel=1e-5)  # no replaced input before 300
+    low, high = exp.predict_distribution(exp.data.batch(torch.tensor([200 - 12]))).interval(0.99)
+    assert found.high[200, 1] == pytest.approx(float(high[0, 0, 1, 0]), rel=1e-5)  # no replaced input before 200
 
 
 def test_interval_levels_of_heads():
