@@ -920,7 +920,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--series", required=True,
                     help="CSV/Parquet readings to scan: a timestamp column, then one column per trained sensor")
     an.add_argument("--threshold", type=float, default=4.0,
-                    help="robust |z| of the forecast residual above which a reading alerts (default 4)")
+                    help="|z| of the forecast residual (per sensor and time-of-day slot) above which a reading alerts "
+                         "(default 4)")
     an.add_argument("--interval", type=float, metavar="LEVEL",
                     help="probabilistic models: alert outside this central forecast interval (default 0.99, or "
                          "the widest a quantile head holds); point models use --threshold")
