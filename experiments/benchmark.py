@@ -31,6 +31,14 @@ MAE + backward + Adam step, training mode) in samples/s and the inference latenc
   linear head on the last step; two ``STConv`` blocks (1 -> 16 -> 64, Kt = Ks = 3) and a
   two-layer head -- to place that library; they are not the papers' models.
 
+* ``lstm``, ``gru``, ``gcn``, ``tgcn``, ``fusion``, ``transformer``, ``stpatch`` (on request
+  with ``--models``): the other registered models at their registry defaults (2 input features,
+  12 horizons), called through ``forecast`` as the trainer does; no reference.
+
+``--baseline CHECKOUT``: each of our METR-LA jobs is followed by the same job with ``stgnn``
+imported from another checkout (e.g. ``git worktree add /tmp/old <commit>``), and a table gives
+this checkout's speed relative to it -- a before/after comparison measured interleaved in one run.
+
 Every measurement runs in a fresh subprocess (``--child``), so each sees its own allocator
 environment and its own peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the whole
 process: Python, torch, model, data).  Allocator settings:
@@ -44,7 +52,7 @@ Each run does ``--warmup`` untimed steps, then timed steps until ``--min-steps``
 ``--min-time`` seconds have passed (at most ``--max-steps``), and reports the median.
 
 Compiled vs eager (``--part compile``): METR-LA size, training step, tuned allocator, for
-``stgcn-ref``, ``stgcn``, ``dcrnn`` and ``gwnet``: the eager model, the model compiled as
+each model of ``--models`` but the ``pygt`` rows: the eager model, the model compiled as
 ``stgnn train --compile`` does (:func:`stgnn.training.accelerate.compile_model`: one eager
 forward builds the cached graph operators, then ``model.compile()``, default mode, graph breaks
 allowed) and the reference, measured back to back in the same run, so that compiled/eager and
@@ -90,6 +98,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 TUNED_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 ALLOCS = ("default", "env", "mallopt")
 METR_MODELS = ("stgcn-ref", "stgcn", "dcrnn", "gwnet", "pygt-dcrnn", "pygt-stconv")
+# the other registered neural models, at their registry defaults (no reference implementation)
+REGISTRY_MODELS = ("lstm", "gru", "gcn", "tgcn", "fusion", "transformer", "stpatch")
 METR_TRAIN_WINDOWS = 23974  # METR-LA's training windows (12 + 12 steps, 70/10/20)
 SCALE_MODELS = ("stgcn", "dcrnn", "dcrnn-ckpt", "gwnet", "gwnet-topk")
 REF_OF = {
@@ -113,7 +123,8 @@ def _graph(spec: dict[str, Any]) -> tuple[Any, Any, Any]:
         from stgnn.data.graph import SensorGraph
 
         g = SensorGraph.from_adj_pickle(spec["adj"])
-        return g.edge_index.to(device), g.edge_weight.to(device), g.to_dense() if spec["impl"] != "ours" else None
+        dense = g.to_dense() if spec["impl"] not in ("ours", "base") else None
+        return g.edge_index.to(device), g.edge_weight.to(device), dense
     from references import random_edges
 
     n = spec["nodes"]
@@ -121,7 +132,7 @@ def _graph(spec: dict[str, Any]) -> tuple[Any, Any, Any]:
     ei = torch.from_numpy(np.stack([src, dst]).astype(np.int64)).to(device)
     ew = torch.from_numpy(w.astype(np.float32)).to(device)
     dense = None
-    if spec["impl"] != "ours":
+    if spec["impl"] not in ("ours", "base"):
         dense = np.zeros((n, n), dtype=np.float32)
         dense[src, dst] = w
     return ei, ew, dense
@@ -136,11 +147,10 @@ def _build(spec: dict[str, Any]) -> tuple[Any, Any, int, int, int]:
     model_name, impl, n = spec["model"], spec["impl"], spec["nodes"]
     ei, ew, dense = _graph(spec)
     refs = spec.get("refs", {})
-    if impl == "ours":
+    if impl in ("ours", "base"):  # "base": the same model from the --baseline checkout
         from stgnn.models.dcrnn import DCRNN
         from stgnn.models.gwnet import GraphWaveNet
         from stgnn.models.stgcn import STGCN
-        from stgnn.training.schedules import inverse_sigmoid_teacher_forcing
 
         if model_name == "stgcn-ref":
             m: nn.Module = STGCN(ModelSpec(n, 1, 1, 12, 1), single_step=True, reference_compat=True)
@@ -150,7 +160,7 @@ def _build(spec: dict[str, Any]) -> tuple[Any, Any, int, int, int]:
             return m, lambda x, y, train: m(x, ei, ew), 2, 12, int(ei.size(1))
         if model_name in ("dcrnn", "dcrnn-ckpt"):
             m = DCRNN(ModelSpec(n, 2, 1, 12, 12), reference_compat=True, checkpoint=model_name == "dcrnn-ckpt")
-            tf = inverse_sigmoid_teacher_forcing(1)
+            tf = spec["teacher_forcing"]  # set by the parent (a baseline checkout may predate the schedule)
 
             def dcrnn_fwd(x: Any, y: Any, train: bool) -> Any:
                 return m(x, ei, ew, targets=y, teacher_forcing=tf) if train else m(x, ei, ew)
@@ -160,6 +170,22 @@ def _build(spec: dict[str, Any]) -> tuple[Any, Any, int, int, int]:
             top_k = spec.get("top_k") if model_name == "gwnet-topk" else None
             m = GraphWaveNet(ModelSpec(n, 2, 1, 12, 12), adaptive_top_k=top_k)
             return m, lambda x, y, train: m(x, ei, ew), 2, 12, int(ei.size(1))
+        if model_name in REGISTRY_MODELS:
+            import torch
+
+            from stgnn.models import build_model
+            from stgnn.models.base import Batch
+
+            m = build_model(model_name, ModelSpec(n, 2, 1, 12, 12))
+
+            def registry_fwd(x: Any, y: Any, train: bool) -> Any:
+                b = x.size(0)
+                start = torch.zeros(b, dtype=torch.long, device=x.device)  # time slots for models that read them
+                slot = torch.arange(12, device=x.device).expand(b, 12)
+                batch = Batch(x, y, y, torch.ones(y.shape[:3], dtype=torch.bool, device=x.device), start, slot)
+                return m.forecast(batch, ei, ew)
+
+            return m, registry_fwd, 2, 12, int(ei.size(1))
     if impl == "ref":
         import references as R
 
@@ -311,6 +337,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "params": sum(p.numel() for p in model.parameters()),
         "edges": edges,
+        "stgnn_file": sys.modules["stgnn"].__file__,
     }
 
 
@@ -324,6 +351,8 @@ def run_job(spec: dict[str, Any], timeout: float, mem_limit_gb: float, script: P
         env.update(TUNED_ENV)
     elif spec["alloc"] == "default":
         env["STGNN_MALLOC"] = "default"  # in case anything imported calls tune_malloc
+    if spec.get("stgnn_path"):  # a --baseline job: import stgnn from that checkout
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [spec["stgnn_path"], env.get("PYTHONPATH")]))
     cmd = [sys.executable, str((script or Path(__file__)).resolve()), "--child", json.dumps(spec)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak: dict[str, Any] = {"rss": 0.0, "killed": ""}
@@ -386,7 +415,8 @@ def machine_facts(threads: int) -> dict[str, Any]:
 
 def metr_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Per model and mode, ours and the reference alternate (ours default, ref default, ours env,
-    ref env, ours mallopt) so that both sides of a ratio are measured close together in time."""
+    ref env, ours mallopt) so that both sides of a ratio are measured close together in time.
+    With ``--baseline``, each of ours is followed by the same job on the baseline checkout."""
     jobs = []
     base = dict(graph="metr-la", adj=str(args.adj), nodes=207, batch=args.batch, threads=args.threads, refs=args.refs,
                 device=args.device)
@@ -395,20 +425,24 @@ def metr_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
             if model.startswith("pygt"):
                 impls = [("pygt", "default"), ("pygt", "env")]
             else:
-                has_ref = REF_OF[model] in args.refs and model != "stgcn"  # stgcn shares stgcn-ref's run
+                has_ref = REF_OF.get(model) in args.refs and model != "stgcn"  # stgcn shares stgcn-ref's run
                 impls = [("ours", "default"), ("ref", "default"), ("ours", "env"), ("ref", "env"), ("ours", "mallopt")]
                 impls = [(i, a) for i, a in impls if i == "ours" or has_ref]
                 # the host allocator does not matter for GPU work: one setting there
                 allowed = args.allocs or (ALLOCS if args.device == "cpu" else ("env",))
                 impls = [(i, a) for i, a in impls if a in allowed]
+            if args.baseline and not model.startswith("pygt"):
+                impls = [p for i, a in impls for p in ([(i, a), ("base", a)] if i == "ours" else [(i, a)])]
             for impl, alloc in impls:
-                slow = impl != "ours" or model == "dcrnn"
+                slow = impl not in ("ours", "base") or model == "dcrnn"
+                extra = {"stgnn_path": str(args.baseline)} if impl == "base" else {}
                 jobs.append(
                     dict(
                         base, model=model, impl=impl, alloc=alloc, mode=mode,
                         warmup=1 if slow and mode == "train" else args.warmup,
                         min_steps=args.min_steps, min_time=args.min_time,
                         max_steps=args.max_steps if not slow else max(args.min_steps, args.max_steps // 2),
+                        **extra,
                     )  # fmt: skip
                 )
     return jobs
@@ -420,11 +454,11 @@ def compile_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
                 refs=args.refs, device=args.device)
     timing = dict(warmup=args.warmup, min_steps=args.min_steps, min_time=args.min_time, max_steps=args.max_steps)
     jobs = []
-    for model in (m for m in args.models if m in ("stgcn-ref", "stgcn", "dcrnn", "gwnet")):
+    for model in (m for m in args.models if not m.startswith("pygt")):
         for compiled in (False, True):
             jobs.append(dict(base, part="compile", model=model, impl="ours", alloc="env", mode="train",
                              compile=compiled, **timing))
-        if REF_OF[model] in args.refs and model != "stgcn":  # stgcn shares stgcn-ref's reference
+        if REF_OF.get(model) in args.refs and model != "stgcn":  # stgcn shares stgcn-ref's reference
             ref_timing = dict(timing, warmup=1, max_steps=max(args.min_steps, args.max_steps // 2))
             jobs.append(dict(base, part="compile", model=model, impl="ref", alloc="env", mode="train",
                              compile=False, **ref_timing))
@@ -500,10 +534,10 @@ def markdown(results: list[dict[str, Any]], facts: dict[str, Any], args: argpars
     metr = [r for r in results if r.get("graph") == "metr-la" and r.get("part") != "compile"]
 
     def get(model: str, impl: str, alloc: str, mode: str) -> dict[str, Any] | None:
-        for r in metr:
-            if (r["model"], r["impl"], r["alloc"], r["mode"]) == (model, impl, alloc, mode) and r.get("ok"):
-                return r
-        return None
+        """The measurement; with ``--repeats``, the one of median speed."""
+        found = [r for r in metr if (r["model"], r["impl"], r["alloc"], r["mode"]) == (model, impl, alloc, mode)
+                 and r.get("ok")]  # fmt: skip
+        return sorted(found, key=lambda r: r["median_s"])[(len(found) - 1) // 2] if found else None
 
     titles = {
         "train": "Training throughput (samples/s, higher is better; ratio = ours/ref)",
@@ -533,6 +567,20 @@ def markdown(results: list[dict[str, Any]], facts: dict[str, Any], args: argpars
                 cells.append("/".join(_fmt(_epoch_s(r)) for r in (o["env"], rf["env"])))
             out.append(f"| {model} | " + " | ".join(cells) + " |")
         out.append("")
+    if args.baseline and any(r["impl"] == "base" for r in metr):
+        out += [f"### This checkout vs the baseline checkout {args.baseline} (same run, interleaved)", ""]
+        out.append("| model | mode | " + " | ".join(f"ours / base {a}" for a in ALLOCS) + " | geometric mean |")
+        out.append("|---|---|" + "---:|" * (len(ALLOCS) + 1))
+        for mode in ("train", "infer"):
+            for model in (m for m in args.models if not m.startswith("pygt")):
+                pairs = [(get(model, "ours", a, mode), get(model, "base", a, mode)) for a in ALLOCS]
+                speed = [(_value(o, "train") / _value(b, "train")) if mode == "train" else
+                         (_value(b, "infer") / _value(o, "infer")) for o, b in pairs if o and b]  # fmt: skip
+                gm = statistics.geometric_mean(speed) if speed else None
+                cells = [_ratio(o, b, mode) for o, b in pairs] + [_fmt(gm, ".3f")]
+                out.append(f"| {model} | {mode} | " + " | ".join(cells) + " |")
+        out += ["", "(> 1: this checkout is faster" + (f"; each cell compares the medians of {args.repeats} "
+                "interleaved repetitions)" if args.repeats > 1 else ")"), ""]
     comp = [r for r in results if r.get("part") == "compile"]
     if comp:
         out += [f"### Compiled vs eager (training samples/s, batch {args.batch}, {args.device}, same run)", ""]
@@ -573,9 +621,17 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ref-dir", action="append", default=[], metavar="NAME=PATH",
                         help="stgcn=..., dcrnn=..., gwnet=... (repeat); models without one run ours only")  # fmt: skip
+    parser.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                        help="another stgnn checkout (e.g. a git worktree of an older commit): each of our METR-LA "
+                        "jobs is repeated with stgnn imported from it, right after ours")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run the METR-LA jobs this many times in cycles (ours and the baseline swap order "
+                        "every other cycle); tables report the median-speed measurement")  # fmt: skip
     parser.add_argument("--adj", type=Path, default=Path("datasets/metr-la/adj_mx.pkl"))
     parser.add_argument("--part", choices=["all", "metr", "scaling", "compile"], default="all")
-    parser.add_argument("--models", nargs="+", default=list(METR_MODELS), choices=METR_MODELS)
+    parser.add_argument("--models", nargs="+", default=list(METR_MODELS), choices=METR_MODELS + REGISTRY_MODELS,
+                        help=f"default: {' '.join(METR_MODELS)} (the registry models {', '.join(REGISTRY_MODELS)} "
+                        "run at their defaults, ours only)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: where models and batches live")
     parser.add_argument("--allocs", nargs="+", choices=ALLOCS, default=None,
@@ -614,14 +670,25 @@ def main() -> None:
         args.nodes, args.scale_batch, args.timeout = [50, 120], 2, 120.0
     facts = machine_facts(args.threads)
     print(json.dumps(facts), flush=True)
+    metr = metr_jobs(args) if args.part in ("all", "metr") else []
+    for cycle in range(1, args.repeats if metr else 1):
+        again = [dict(spec, repeat=cycle) for spec in metr_jobs(args)]
+        if cycle % 2:  # swap each ours/base pair, so neither always runs first
+            for i in range(len(again) - 1):
+                if again[i]["impl"] == "ours" and again[i + 1]["impl"] == "base":
+                    again[i], again[i + 1] = again[i + 1], again[i]
+        metr += again
     jobs = (
-        (metr_jobs(args) if args.part in ("all", "metr") else [])
+        metr
         + (compile_jobs(args) if args.part in ("all", "compile") else [])
         + (scaling_jobs(args) if args.part in ("all", "scaling") else [])
     )
+    from stgnn.training.schedules import inverse_sigmoid_teacher_forcing
+
     results = []
     t_all = time.perf_counter()
     for i, spec in enumerate(jobs, 1):
+        spec["teacher_forcing"] = inverse_sigmoid_teacher_forcing(1)  # both sides feed the truth w.p. 0.9995
         t = time.perf_counter()
         r = run_job(spec, args.timeout * (5 if spec.get("compile") else 1), args.mem_limit_gb)
         results.append(r)

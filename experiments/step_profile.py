@@ -60,7 +60,14 @@ def _training_step(model_name: str, nodes: int, batch: int, adj: str | None) -> 
 
     from stgnn.metrics import masked_mae_loss
 
-    spec = dict(model=model_name, impl="ours", nodes=nodes, graph="metr-la" if adj else "random", adj=adj)
+    try:
+        from stgnn.training.schedules import inverse_sigmoid_teacher_forcing as schedule
+    except ImportError:  # a checkout before the schedule moved out of the DCRNN class
+        from stgnn.models.dcrnn import DCRNN
+
+        schedule = DCRNN.teacher_forcing_ratio
+    spec = dict(model=model_name, impl="ours", nodes=nodes, graph="metr-la" if adj else "random", adj=adj,
+                teacher_forcing=schedule(1))
     torch.manual_seed(0)
     model, fwd, f_in, steps, _ = _build(spec)
     x = torch.randn(batch, 12, nodes, f_in)

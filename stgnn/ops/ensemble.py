@@ -352,17 +352,24 @@ def evaluate_ensemble(members: Sequence[tuple[str, Experiment, dict[str, Any]]],
 
 
 def comparison_table(result: dict[str, Any]) -> str:
-    """Markdown: test MAE at each horizon and average MAE / RMSE / MAPE, members then the ensemble."""
+    """Markdown: test MAE at each horizon and average MAE / RMSE / MAPE, members then the ensemble;
+    where any of them is probabilistic, also the average CRPS and the 80 % / 95 % interval coverage."""
     keys = [k for k in result["horizons"] if k != "average"]
+    rows = [*(m["horizons"] for m in result["members"]), result["horizons"]]
+    probabilistic = any(h["average"].get("crps") is not None for h in rows)
     head = "| model | weight | " + " | ".join(f"MAE @{k}" for k in keys) + " | average MAE / RMSE / MAPE % |"
-    lines = [head, "|" + "---|" * (len(keys) + 3)]
+    head += " CRPS / coverage 80 % / 95 % |" if probabilistic else ""
+    lines = [head, "|" + "---|" * (len(keys) + 3 + probabilistic)]
 
     def row(name: str, weight: str, horizons: dict[str, Any]) -> str:
         def f(v: float | None) -> str:
             return "-" if v is None else f"{v:.2f}"
         avg = horizons["average"]
         cells = " | ".join(f(horizons[k]["mae"]) for k in keys)
-        return f"| {name} | {weight} | {cells} | {f(avg['mae'])} / {f(avg['rmse'])} / {f(avg['mape'])} |"
+        line = f"| {name} | {weight} | {cells} | {f(avg['mae'])} / {f(avg['rmse'])} / {f(avg['mape'])} |"
+        if probabilistic:
+            line += f" {f(avg.get('crps'))} / {f(avg.get('coverage_80'))} / {f(avg.get('coverage_95'))} |"
+        return line
 
     for m in result["members"]:
         lines.append(row(f"{m['model']} ({os.path.basename(os.path.dirname(m['checkpoint'])) or m['checkpoint']})",

@@ -175,13 +175,31 @@ def _scaled_reference(exp: Experiment, batch: Batch) -> Tensor:
 
 
 def _trace_program(exp: Experiment, sample: Tensor) -> torch.export.ExportedProgram:
+    """The model with the checkpoint's graph baked in, traced by :func:`torch.export.export`.
+
+    Raises:
+        ValueError: The forward pass reads the graph's values (e.g. neighbourhood lists of
+            data-dependent size built at every call), which an exported program cannot do.
+    """
+    from torch._subclasses.fake_tensor import DataDependentOutputException
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
     wrapped = GraphBaked(exp.model, exp.edge_index, exp.edge_weight).eval()
     with torch.no_grad():
         wrapped(sample)  # fills the layers' operator caches with the dataset's graph
-        # Dim.DYNAMIC rather than a named Dim: the solver cannot prove some stride guards of the
-        # graph products (e.g. 96 B >= 4 B min(24, 24 B)) that hold for every B >= 1
-        return torch.export.export(wrapped, (sample,), dynamic_shapes={"x": {0: torch.export.Dim.DYNAMIC}},
-                                   strict=False)
+        try:
+            # Dim.DYNAMIC rather than a named Dim: the solver cannot prove some stride guards of the
+            # graph products (e.g. 96 B >= 4 B min(24, 24 B)) that hold for every B >= 1
+            return torch.export.export(wrapped, (sample,), dynamic_shapes={"x": {0: torch.export.Dim.DYNAMIC}},
+                                       strict=False)
+        except (GuardOnDataDependentSymNode, DataDependentOutputException) as exc:
+            where = next((line.strip() for line in str(exc).splitlines() if line.strip().startswith("File ")), "")
+            raise ValueError(
+                f"{exp.config.model} cannot be exported to ONNX: its forward pass reads the graph's values at every "
+                f"call (to compare the graph with a kept copy, or to build neighbourhood lists of data-dependent "
+                f"size), which an exported program cannot do{f' ({where})' if where else ''}; --format torchscript "
+                "may work for it"
+            ) from exc
 
 
 def _write_onnx(program: torch.export.ExportedProgram, path: Path) -> None:

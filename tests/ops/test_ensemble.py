@@ -146,6 +146,11 @@ def test_mixture_of_gaussian_heads_is_scored_as_a_distribution(runs, tmp_path, c
     avg = result["horizons"]["average"]
     assert avg["crps"] > 0 and 0 <= avg["coverage_80"] <= 1 and avg["width_95"] > avg["width_80"] > 0
     assert [m["weight"] for m in result["members"]] == [0.5, 0.5]
+    table = capsys.readouterr().out  # the probabilistic columns, members and the mixture
+    assert "CRPS / coverage 80 % / 95 % |" in table
+    assert f"{avg['crps']:.2f} / {avg['coverage_80']:.2f} / {avg['coverage_95']:.2f} |" in table
+    member = result["members"][0]["horizons"]["average"]
+    assert f"{member['crps']:.2f} / {member['coverage_80']:.2f} / {member['coverage_95']:.2f} |" in table
     # the mixture's point forecast is the mean of the members' means
     exps = [experiment_from_checkpoint(c)[0] for c in members]
     starts = exps[0].data.splits["test"]

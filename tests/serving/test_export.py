@@ -101,6 +101,19 @@ def test_export_refusals_are_one_line_errors(stgcn_checkpoint, tmp_path, capsys,
     assert not (tmp_path / "m").exists()
 
 
+def test_a_model_with_data_dependent_sizes_gets_a_one_line_onnx_refusal(tmp_path, capsys):
+    """stpatch reads its graph's values at every call (partition check, attention lists): the ONNX
+    export names the model and the reason (no raw tracing exception), and writes nothing."""
+    from conftest import _train
+
+    checkpoint = _train(tmp_path, "stpatch", channels=8, heads=2, ffn_channels=16, cluster_size=2)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--output", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "stpatch cannot be exported to ONNX: its forward pass reads the graph's values at every call" in err
+    assert "Traceback" not in err and not out.exists()
+
+
 def test_statistical_baselines_are_not_exported(tmp_path):
     from training.tiny_runs import make_config, trainer, write_data
 

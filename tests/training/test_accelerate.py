@@ -15,6 +15,7 @@ import torch
 from tiny_runs import make_config, trainer, write_data
 
 import stgnn.training.trainer as trainer_module
+from stgnn.models import MODELS
 from stgnn.training.accelerate import amp_dtype, grad_scaler
 from stgnn.training.checkpoint import load_checkpoint
 
@@ -92,6 +93,33 @@ def test_compile_wraps_the_model_and_gives_the_eager_metrics(data, tmp_path, mon
     result = tr.fit()
     assert compiled == [tr.exp.model]
     assert result["horizons"]["average"]["mae"] == pytest.approx(eager["horizons"]["average"]["mae"], rel=1e-5)
+
+
+NEURAL_MODELS = sorted(name for name, cls in MODELS.items() if cls.trainable)
+
+
+@pytest.mark.parametrize("model", NEURAL_MODELS)
+def test_compile_works_for_every_registered_model(data, tmp_path, monkeypatch, model) -> None:
+    """``train.compile`` for every neural model of the registry: Dynamo traces its training and
+    evaluation passes (the ``eager`` backend: tracing, not kernel generation) and the run's test
+    metrics equal the eager run's."""
+    original = torch.nn.Module.compile
+    compiled: list[torch.nn.Module] = []
+
+    def compile_eager(self: torch.nn.Module, *args: object, **kwargs: object) -> None:
+        compiled.append(self)
+        original(self, backend="eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", compile_eager)
+    results = []
+    for flag in (False, True):
+        cfg = make_config(*data, model=model, epochs=1, max_batches=1, compile=flag)
+        if model == "dcrnn":  # one recurrent layer: half the unrolled steps to trace
+            cfg.model_params = {"num_layers": 1, "hidden_channels": 16}
+        results.append(trainer(cfg, tmp_path / str(flag)).fit()["horizons"]["average"])
+    assert len(compiled) == 1
+    assert results[1]["mae"] == pytest.approx(results[0]["mae"], rel=1e-5)
+    assert results[1]["rmse"] == pytest.approx(results[0]["rmse"], rel=1e-5)
 
 
 def test_compile_flag_reaches_the_config() -> None:
