@@ -836,9 +836,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Gaussian kernel width for --distances (cost units) or --locations (km); "
                         "default: the std of the distances")
     g.add_argument("--zero-is-missing", action="store_true", help="treat zeros in --series as missing")
-    g.add_argument("--time-covariates",
+    c = t.add_argument_group("covariates (own data or any --dataset)")
+    c.add_argument("--time-covariates",
                    help="CSV/Parquet: timestamp, covariates (global) or timestamp, sensor_id, covariates (per sensor)")
-    g.add_argument("--node-attributes", help="CSV/Parquet: sensor_id, attributes (text columns one-hot encoded)")
+    c.add_argument("--node-attributes", help="CSV/Parquet: sensor_id, attributes (text columns one-hot encoded)")
     common(t)
     t.set_defaults(func=_cmd_train)
 

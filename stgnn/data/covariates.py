@@ -1,4 +1,5 @@
-"""User covariates for own data: time covariates (weather, events) and static node attributes.
+"""User covariates for any dataset (own data or a benchmark): time covariates (weather, events) and static
+node attributes.
 
 Two tables, both CSV (comma-separated, one header row) or Parquet:
 

@@ -20,7 +20,7 @@ from stgnn.data.graph import SensorGraph
 from stgnn.data.graph_io import _existing_file, coordinates_table, read_dense_csv
 from stgnn.data.preview import preview
 
-__all__ = ["load_custom", "read_series_table", "read_table"]
+__all__ = ["attach_covariates", "load_custom", "read_series_table", "read_table"]
 
 PathLike = str | os.PathLike[str]
 
@@ -306,18 +306,6 @@ def load_custom(
     else:
         graph = SensorGraph.from_dense(read_dense_csv(path), ids, source=str(path))
     graph.check_nodes(ids, source=str(series))
-    extra = None
-    if time_covariates is not None or node_attributes is not None:
-        time_values, time_names = (
-            align_time_covariates(read_table(Path(time_covariates)), time_covariates, stamps, ids)
-            if time_covariates is not None else (None, ()))
-        node_values, node_names = (
-            node_attribute_table(read_table(Path(node_attributes)), node_attributes, ids)
-            if node_attributes is not None else (None, ()))
-        extra = UserCovariates(
-            None if time_values is None else torch.from_numpy(time_values.astype(np.float32)), time_names,
-            None if node_values is None else torch.from_numpy(node_values.astype(np.float32)), node_names,
-        )
     dataset = TrafficDataset.from_arrays(
         name or Path(series).stem,
         values,
@@ -330,4 +318,41 @@ def load_custom(
         split=split,
         missing_zero=zero_is_missing,
     )
-    return dataset if extra is None else dataclasses.replace(dataset, user_covariates=extra)
+    return attach_covariates(dataset, time_covariates, node_attributes)
+
+
+def attach_covariates(
+    dataset: TrafficDataset, time_covariates: PathLike | None = None, node_attributes: PathLike | None = None
+) -> TrafficDataset:
+    """``dataset`` with a user's covariate files aligned to its timestamps and sensor ids.
+
+    Works for any dataset: own data, a registered benchmark or a converted folder (the files'
+    layouts are in :mod:`stgnn.data.covariates`).  For a dataset whose files carry no timestamps
+    (``timestamps_derived``, e.g. PEMS0X), the time covariates are aligned to the derived
+    timestamps (the dataset's documented start and interval); a warning says so.
+
+    Args:
+        dataset: The readings.
+        time_covariates: CSV / Parquet of covariates by timestamp (global or per sensor), or ``None``.
+        node_attributes: CSV / Parquet of static attributes by sensor id, or ``None``.
+
+    Raises:
+        ValueError: A file that does not fit the readings (the message names the file and the problem).
+    """
+    if time_covariates is None and node_attributes is None:
+        return dataset
+    stamps, ids = dataset.timestamps, list(dataset.node_ids)
+    if time_covariates is not None and dataset.timestamps_derived:
+        warnings.warn(f"{time_covariates}: {dataset.name}'s files carry no timestamps; the covariates are aligned "
+                      f"to derived ones ({stamps[0]} onwards, every {dataset.interval_minutes} min)", stacklevel=2)
+    time_values, time_names = (
+        align_time_covariates(read_table(Path(time_covariates)), time_covariates, stamps, ids)
+        if time_covariates is not None else (None, ()))
+    node_values, node_names = (
+        node_attribute_table(read_table(Path(node_attributes)), node_attributes, ids)
+        if node_attributes is not None else (None, ()))
+    extra = UserCovariates(
+        None if time_values is None else torch.from_numpy(time_values.astype(np.float32)), time_names,
+        None if node_values is None else torch.from_numpy(node_values.astype(np.float32)), node_names,
+    )
+    return dataclasses.replace(dataset, user_covariates=extra)

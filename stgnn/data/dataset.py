@@ -80,7 +80,7 @@ class TrafficDataset:
         split: Default chronological (train, val, test) fractions.
         timestamps_derived: True when the files carry no timestamps and they were
             derived from the documented start date and the step index.
-        user_covariates: Time covariates and node attributes of own data, aligned to the
+        user_covariates: A user's time covariates and node attributes, aligned to the
             timestamps and the node order (see :mod:`stgnn.data.covariates`), or ``None``.
         release_pages: For a memory-mapped series (:mod:`stgnn.data.ondisk`): drops the pages
             read so far from the process's resident memory (the OS keeps them cached); ``None``

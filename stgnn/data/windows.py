@@ -195,7 +195,7 @@ class WindowData:
             dropped inputs can be simulated without changing what is scored.  A series held in
             memory only.
 
-    The dataset's user covariates (:attr:`TrafficDataset.user_covariates`, own data only)
+    The dataset's user covariates (:attr:`TrafficDataset.user_covariates`, from the user's files)
     follow the covariates above as further input channels, standardised per channel: time
     covariates with their mean and deviation over the steps the training windows cover (the
     validation and test periods never enter), node attributes over the sensors.

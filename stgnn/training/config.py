@@ -83,7 +83,7 @@ CUSTOM_GRAPH_KEYS = ("locations", "distances", "edges", "adjacency")
 """The ``[custom]`` keys that describe the graph; exactly one is given."""
 
 COVARIATE_KEYS = ("time_covariates", "node_attributes")
-"""The ``[custom]`` keys of user covariate files (optional; see :mod:`stgnn.data.covariates`)."""
+"""The ``[custom]`` keys of user covariate files (optional, any dataset; see :mod:`stgnn.data.covariates`)."""
 
 
 class ConfigError(ValueError):
@@ -332,7 +332,9 @@ class HeadConfig(_Section):
 
 
 class CustomConfig(_Section):
-    """Your own data instead of a benchmark (the ``[custom]`` section; ``--series`` etc.)."""
+    """Your own files (the ``[custom]`` section; ``--series`` etc.): readings and a graph instead of a
+    benchmark, and/or covariate files (``time_covariates``, ``node_attributes``), which also go with
+    a registered or converted dataset."""
 
     series: str | None = Field(
         None, description="CSV / Parquet readings: a timestamp column, then one column per sensor id."
@@ -394,9 +396,6 @@ class CustomConfig(_Section):
             )
         if self.series is None and graphs:
             raise ValueError(f"{', '.join(graphs)} given without series")
-        extra = [k for k in COVARIATE_KEYS if getattr(self, k) is not None]
-        if self.series is None and extra:
-            raise ValueError(f"{', '.join(extra)} given without series (covariates are for own data)")
         return self
 
 

@@ -38,18 +38,21 @@ __all__ = [
 ]
 
 _CUSTOM_FILES = ("series", "locations", "distances", "edges", "adjacency", "time_covariates", "node_attributes")
+_COVARIATE_FILES = ("time_covariates", "node_attributes")
 def data_files(
     dataset: str, custom: Mapping[str, Any], root: str | os.PathLike[str] | None = None
 ) -> list[Path]:
-    """The input files a run reads: the ``custom`` files, the registry dataset's files present under ``root``,
-    or a converted folder's header and small files (the header holds the series' sha256)."""
-    if dataset == "custom" or custom:
+    """The input files a run reads: the ``custom`` files, or the registry dataset's files present under
+    ``root`` / a converted folder's header and small files (the header holds the series' sha256), with
+    the ``custom`` covariate files, if any."""
+    if dataset == "custom":
         return [Path(custom[k]) for k in _CUSTOM_FILES if custom.get(k)]
+    covariates = [Path(custom[k]) for k in _COVARIATE_FILES if custom.get(k)]
     if dataset not in DATASETS:
-        return converted_files(dataset)
+        return converted_files(dataset) + covariates
     info = get_info(dataset)
     folder = dataset_folder(info, root)
-    return [folder / f.name for f in info.files if (folder / f.name).is_file()]
+    return [folder / f.name for f in info.files if (folder / f.name).is_file()] + covariates
 
 
 def file_digests(paths: Sequence[Path]) -> dict[str, str]:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from stgnn.data.custom import load_custom
+from stgnn.data.custom import attach_covariates, load_custom
 from stgnn.data.dataset import TrafficDataset
 from stgnn.data.ondisk import open_converted
 from stgnn.data.readers import load_dataset
@@ -113,9 +113,9 @@ def load_data(cfg: RunConfig, root: str | os.PathLike[str] | None = None) -> Tra
     if cfg.dataset == "custom":  # the schema guarantees a series and one graph file
         c = cfg.custom.given()
         return load_custom(c.pop("series"), **c)
-    if cfg.dataset not in DATASETS:  # the schema admits only a converted folder besides
-        return open_converted(cfg.dataset)
-    return load_dataset(cfg.dataset, root)
+    # the schema admits only a converted folder besides the registered names
+    dataset = load_dataset(cfg.dataset, root) if cfg.dataset in DATASETS else open_converted(cfg.dataset)
+    return attach_covariates(dataset, cfg.custom.time_covariates, cfg.custom.node_attributes)
 
 
 def build_forecaster(cfg: RunConfig, spec: ModelSpec) -> Forecaster:
@@ -196,7 +196,7 @@ class Experiment:
         return cls(
             cfg, ds, data, spec, model, device,
             ds.graph.edge_index.to(device), ds.graph.edge_weight.to(device),
-            data_files(cfg.dataset, cfg.custom.given() if cfg.dataset == "custom" else {}, root),
+            data_files(cfg.dataset, cfg.custom.given(), root),
         )
 
     def fingerprint(self) -> dict[str, Any]:

@@ -84,10 +84,12 @@ def test_a_model_that_cannot_use_covariates_is_refused_by_the_config(tmp_path):
     with pytest.raises(ConfigError, match=r"\[custom\] time_covariates: model 'ha' cannot use covariates .*"
                                           r"models that do: .*gwnet"):
         _config(files, "ha", ("time_covariates",))
-    config = tmp_path / "run.toml"
-    config.write_text('model = "gru"\ndataset = "metr-la"\n[custom]\nnode_attributes = "attrs.csv"\n')
-    with pytest.raises(ConfigError, match=r"run.toml: \[custom\]: node_attributes given without series"):
+    config = tmp_path / "run.toml"  # covariates go with a registered dataset too
+    config.write_text('model = "ha"\ndataset = "metr-la"\n[custom]\nnode_attributes = "attrs.csv"\n')
+    with pytest.raises(ConfigError, match=r"\[custom\] node_attributes: model 'ha' cannot use covariates"):
         load_config(config)
+    config.write_text('model = "gru"\ndataset = "metr-la"\n[custom]\nnode_attributes = "attrs.csv"\n')
+    assert load_config(config).custom.node_attributes == str((tmp_path / "attrs.csv").resolve())
 
 
 def test_config_paths_are_relative_to_the_config_file(tmp_path):
@@ -128,3 +130,59 @@ def test_cli_train_then_evaluate_reuses_the_training_covariate_scaler(tmp_path, 
     assert main(["train", "--model", "last", "--series", str(files["series"]), "--edges", str(files["edges"]),
                  "--time-covariates", str(files["time_covariates"]), "--output", str(tmp_path / "x")]) == 2
     assert "model 'last' cannot use covariates" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:.*carry no timestamps")  # Los-loop's are derived (tested below)
+def test_covariates_with_a_registered_dataset_real_los_loop(tmp_path, capsys, shared_data, single_thread):
+    """``--dataset los-loop --time-covariates F --node-attributes G``: aligned to Los-loop's timestamps
+    and sensor ids, recorded in the checkpoint (files and scaler), reused by ``evaluate``; a gap in the
+    time covariates is an error naming the file and the missing timestamps."""
+    from stgnn.data import load_dataset
+
+    ds = load_dataset("los-loop", shared_data)
+    stamps, ids = ds.timestamps, list(ds.node_ids)
+    rng = np.random.default_rng(0)
+    signal = tmp_path / "weather.csv"
+    pd.DataFrame({"timestamp": stamps, "rain": rng.random(len(stamps))}).to_csv(signal, index=False)
+    attrs = tmp_path / "lanes.csv"
+    pd.DataFrame({"sensor_id": ids, "lanes": rng.integers(2, 6, len(ids)),
+                  "road": ["freeway" if i % 3 else "ramp" for i in range(len(ids))]}).to_csv(attrs, index=False)
+    out = tmp_path / "run"
+    data = ["--data-dir", str(shared_data), "--no-download"]
+    assert main(["train", "--model", "gru", "--dataset", "los-loop", "--time-covariates", str(signal),
+                 "--node-attributes", str(attrs), "--epochs", "1", "--max-batches", "1", "--device", "cpu",
+                 "--output", str(out), "--quiet", *data]) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert "weather.csv" in state["data"]["files"] and "lanes.csv" in state["data"]["files"]
+    assert "los_speed.csv" in state["data"]["files"]
+    assert len(state["covariate_scaler"]["mean"]) == 1 + 1 + 2  # rain, lanes, road=freeway, road=ramp
+    trained = json.loads((out / "metrics.json").read_text())
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--output", str(tmp_path / "ev.json"),
+                 "--quiet", *data]) == 0
+    evaluated = json.loads((tmp_path / "ev.json").read_text())
+    assert evaluated["horizons"]["average"]["mae"] == pytest.approx(trained["horizons"]["average"]["mae"], rel=1e-6)
+    pd.DataFrame({"timestamp": stamps[:-5], "rain": 0.0}).to_csv(signal, index=False)
+    capsys.readouterr()
+    assert main(["train", "--model", "gru", "--dataset", "los-loop", "--time-covariates", str(signal),
+                 "--epochs", "1", "--output", str(tmp_path / "gap"), "--quiet", *data]) == 2
+    assert f"{signal}:" in capsys.readouterr().err
+
+
+def test_covariates_on_a_format_without_timestamps_align_to_the_derived_ones(tmp_path, monkeypatch, single_thread):
+    """PEMS0X files carry no timestamps: covariates align to the derived grid, with a warning."""
+    import standins
+
+    from stgnn.data.custom import attach_covariates
+
+    monkeypatch.setattr("stgnn.data.download.check_files", lambda info, folder: None)
+    standins.write_pems(tmp_path / "pems08", "08", t=300, n=6, f=3)
+    from stgnn.data import load_dataset
+
+    ds = load_dataset("pems08", tmp_path)
+    assert ds.timestamps_derived
+    cov = tmp_path / "cov.csv"
+    pd.DataFrame({"timestamp": ds.timestamps, "event": np.arange(300) % 2}).to_csv(cov, index=False)
+    with pytest.warns(UserWarning, match="carry no timestamps; the covariates are aligned to derived ones"):
+        out = attach_covariates(ds, cov)
+    assert out.user_covariates is not None and out.user_covariates.time_names == ("event",)
+    assert out.user_covariates.time is not None and out.user_covariates.time[:4, 0, 0].tolist() == [0, 1, 0, 1]
