@@ -1,5 +1,5 @@
-"""fusion, transformer and stpatch from the command line on every dataset format, with each head,
-then ``stgnn explain`` on the checkpoint.
+"""fusion, transformer and stpatch from the command line on every dataset format, with each head and
+with user covariates (a time covariate and a node attribute), then ``stgnn explain`` on the checkpoint.
 
 Each benchmark format is a generated stand-in of the published files (same file names, layout and
 reader), except Los-loop, which is the real series (skipped where ``../shared/data`` is absent).
@@ -14,11 +14,14 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import standins
+import torch
 
 from stgnn.cli import main
+from stgnn.data import load_dataset
 from stgnn.training.trainer import experiment_from_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -60,6 +63,7 @@ def shared(request: pytest.FixtureRequest) -> Path | None:
         return None
 
 
+@pytest.mark.filterwarnings("ignore:.*carry no timestamps")  # formats without timestamps: derived ones
 @pytest.mark.parametrize(("fmt", "model", "head"), CASES,
                          ids=[f"{f}-{m}-{h[1] if h else 'point'}" for f, m, h in CASES])
 def test_zoo_model_trains_evaluates_and_explains_on_every_format(tmp_path, monkeypatch, shared, fmt, model, head):
@@ -69,16 +73,26 @@ def test_zoo_model_trains_evaluates_and_explains_on_every_format(tmp_path, monke
         _los_loop(root, shared)
     else:
         WRITERS[fmt](root)
+    ds = load_dataset(fmt, root)
+    covariates = tmp_path / "events.csv"
+    pd.DataFrame({"timestamp": ds.timestamps, "event": np.arange(ds.num_steps) % 7 == 0}).to_csv(covariates,
+                                                                                                  index=False)
+    attributes = tmp_path / "lanes.csv"
+    pd.DataFrame({"sensor_id": list(ds.node_ids), "lanes": np.arange(len(ds.node_ids)) % 3 + 2}).to_csv(
+        attributes, index=False)
     cfg = tmp_path / "cfg.toml"
     cfg.write_text(f'model = "{model}"\n[model_params]\n{SMALL[model]}\n')
     run = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--dataset", fmt, "--data-dir", str(root), "--epochs", "1",
-                 "--max-batches", "1", "--batch-size", "16", *head, "--device", "cpu", "--output", str(run),
+                 "--max-batches", "1", "--batch-size", "16", *head, "--time-covariates", str(covariates),
+                 "--node-attributes", str(attributes), "--device", "cpu", "--output", str(run),
                  "--quiet", "--no-download"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     average = metrics["horizons"]["average"]
     assert metrics["dataset"] == fmt and metrics["model"] == model and average["mae"] > 0
     assert (average.get("crps") is not None) == bool(head)  # probabilistic keys only for a head
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert len(state["covariate_scaler"]["mean"]) == 2  # the event and the lanes channels
     data = ["--data-dir", str(root), "--no-download"]
     assert main(["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--output", str(tmp_path / "eval.json"),
                  "--quiet", *data]) == 0
