@@ -526,3 +526,31 @@ def test_dcrnn_training_step_under_bfloat16_autocast():
     loss16.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     assert abs(loss16.item() - loss32.item()) < 0.02 * loss32.item()  # bfloat16: ~3 significant digits
+
+
+@pytest.mark.parametrize("dense_max", [0, 1024])
+def test_both_plain_products_equal_the_sparse_kernel(monkeypatch, dense_max):
+    """Under torch.func (and torch.compile) ``propagate`` uses plain operations: a dense product up to
+    ``PLAIN_DENSE_MAX_NODES`` nodes, gather + index_add above.  Both give the sparse kernel's
+    output and gradients (first order, w.r.t. ``x`` and the edge weights)."""
+    import stgnn.nn.graph_ops as graph_ops
+
+    monkeypatch.setattr(graph_ops, "PLAIN_DENSE_MAX_NODES", dense_max)
+    gen = torch.Generator().manual_seed(0)
+    n = 30
+    ei = torch.randint(0, n, (2, 120), generator=gen)
+    w = torch.rand(120, generator=gen, dtype=torch.float64)
+    x = torch.randn(n, 7, dtype=torch.float64, generator=gen)
+
+    def product(x: Tensor, w: Tensor) -> Tensor:
+        return graph_ops.propagate(graph_ops.make_operator("random_walk", ei, w, n), x)
+
+    eager = product(x, w)  # the CSR kernel
+    via_vmap = torch.func.vmap(product, in_dims=(0, None))(x.unsqueeze(0).expand(3, -1, -1), w)
+    torch.testing.assert_close(via_vmap, eager.expand(3, -1, -1))
+    jac_x, jac_w = torch.func.jacrev(product, argnums=(0, 1))(x, w)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    rows = [torch.autograd.grad(product(xr, wr).reshape(-1)[i], (xr, wr)) for i in range(0, n * 7, 17)]
+    for k, i in enumerate(range(0, n * 7, 17)):
+        torch.testing.assert_close(jac_x.reshape(n * 7, n, 7)[i], rows[k][0])
+        torch.testing.assert_close(jac_w.reshape(n * 7, -1)[i], rows[k][1])
