@@ -85,8 +85,8 @@ is exact (under ``create_graph`` they run as plain differentiable operations), a
 ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``), under forward-mode AD and in
 ``torch.compile`` the product is made of plain operations, which those support: a dense
 ``[N, N]`` product for graphs of up to :data:`PLAIN_DENSE_MAX_NODES` nodes (the operator
-scattered into a dense matrix, then ``torch.mm``), the gather + ``index_add`` formulation above.  The learned adaptive adjacency of Graph WaveNet is dense by definition and uses
-``torch.mm``.  Layers keep features
+scattered into a dense matrix, then ``torch.mm``), the gather + ``index_add`` formulation above.
+The learned adaptive adjacency of Graph WaveNet is dense by definition and uses ``torch.mm``.  Layers keep features
 node-leading internally (constructor argument ``node_dim``) because moving the node axis in and
 out costs about twice the product itself (N=207, F=26624, 2 threads: 5.4 ms product, 16.3 ms with
 the two permutes).
@@ -697,8 +697,8 @@ def propagate(operator: Operator | Tensor, x: Tensor) -> Tensor:
     the module docstring), a dense ``[N, N]`` tensor ``torch.mm``, a ``torch.sparse`` tensor is
     converted to an :class:`Operator`.  Inside ``torch.func`` transforms and ``torch.compile`` the
     product uses plain operations: the operator as a dense matrix and ``torch.mm`` up to
-    :data:`PLAIN_DENSE_MAX_NODES` nodes, a gather + ``index_add`` above.  ``x`` is cast to the operator's dtype where they
-    differ (e.g. a bfloat16 state under ``torch.autocast`` with a float32 operator).  The trailing
+    :data:`PLAIN_DENSE_MAX_NODES` nodes, a gather + ``index_add`` above.  ``x`` is cast to the
+    operator's dtype where they differ (e.g. a bfloat16 state under ``torch.autocast`` with a float32 operator).  The trailing
     dimensions are flattened into one ``[N, F]`` view (a copy only if ``x`` is not contiguous).
 
     Example:
