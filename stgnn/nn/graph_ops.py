@@ -86,8 +86,8 @@ is exact (under ``create_graph`` they run as plain differentiable operations), a
 ``torch.compile`` the product is made of plain operations, which those support: a dense
 ``[N, N]`` product for graphs of up to :data:`PLAIN_DENSE_MAX_NODES` nodes (the operator
 scattered into a dense matrix, then ``torch.mm``), the gather + ``index_add`` formulation above.
-The learned adaptive adjacency of Graph WaveNet is dense by definition and uses ``torch.mm``.  Layers keep features
-node-leading internally (constructor argument ``node_dim``) because moving the node axis in and
+The learned adaptive adjacency of Graph WaveNet is dense by definition and uses ``torch.mm``.
+Layers keep features node-leading internally (constructor argument ``node_dim``) because moving the node axis in and
 out costs about twice the product itself (N=207, F=26624, 2 threads: 5.4 ms product, 16.3 ms with
 the two permutes).
 
