@@ -698,8 +698,8 @@ def propagate(operator: Operator | Tensor, x: Tensor) -> Tensor:
     converted to an :class:`Operator`.  Inside ``torch.func`` transforms and ``torch.compile`` the
     product uses plain operations: the operator as a dense matrix and ``torch.mm`` up to
     :data:`PLAIN_DENSE_MAX_NODES` nodes, a gather + ``index_add`` above.  ``x`` is cast to the
-    operator's dtype where they differ (e.g. a bfloat16 state under ``torch.autocast`` with a float32 operator).  The trailing
-    dimensions are flattened into one ``[N, F]`` view (a copy only if ``x`` is not contiguous).
+    operator's dtype where they differ (e.g. a bfloat16 state under ``torch.autocast`` with a float32
+    operator).  The trailing dimensions are flattened into one ``[N, F]`` view (a copy only if ``x`` is not contiguous).
 
     Example:
         >>> op = make_operator("random_walk", torch.tensor([[0], [1]]), None, 2)
