@@ -112,7 +112,6 @@ def masked_forecast_loss_sum(
     return torch.where(valid, terms, torch.zeros_like(terms)).sum(), valid.sum()
 
 
-
 class MaskedMetrics:
     """Accumulates masked metrics per horizon over a whole evaluation set.
 

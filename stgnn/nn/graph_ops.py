@@ -87,8 +87,8 @@ is exact (under ``create_graph`` they run as plain differentiable operations), a
 ``[N, N]`` product for graphs of up to :data:`PLAIN_DENSE_MAX_NODES` nodes (the operator
 scattered into a dense matrix, then ``torch.mm``), the gather + ``index_add`` formulation above.
 The learned adaptive adjacency of Graph WaveNet is dense by definition and uses ``torch.mm``.
-Layers keep features node-leading internally (constructor argument ``node_dim``) because moving the node axis in and
-out costs about twice the product itself (N=207, F=26624, 2 threads: 5.4 ms product, 16.3 ms with
+Layers keep features node-leading internally (constructor argument ``node_dim``) because moving
+the node axis in and out costs about twice the product itself (N=207, F=26624, 2 threads: 5.4 ms product, 16.3 ms with
 the two permutes).
 
 Chebyshev / diffusion terms
@@ -159,11 +159,11 @@ _KINDS: tuple[str, ...] = (
     "renormalized_adjacency",
 )
 MAX_FOLDED_ORDER = 2
+"""Largest order whose recursion a layer folds into its weight (see the module docstring)."""
 PLAIN_DENSE_MAX_NODES = 1024
 """Where :func:`propagate` must use plain operations (``torch.compile``, ``torch.func``, forward-mode
 AD), graphs of up to this many nodes are applied as a dense ``[N, N]`` product instead of gather +
 ``index_add`` (5-6x faster at 207 nodes, even at 2,000: see the module docstring's table)."""
-"""Largest order whose recursion a layer folds into its weight (see the module docstring)."""
 
 
 @contextlib.contextmanager
@@ -699,7 +699,8 @@ def propagate(operator: Operator | Tensor, x: Tensor) -> Tensor:
     product uses plain operations: the operator as a dense matrix and ``torch.mm`` up to
     :data:`PLAIN_DENSE_MAX_NODES` nodes, a gather + ``index_add`` above.  ``x`` is cast to the
     operator's dtype where they differ (e.g. a bfloat16 state under ``torch.autocast`` with a float32
-    operator).  The trailing dimensions are flattened into one ``[N, F]`` view (a copy only if ``x`` is not contiguous).
+    operator).  The trailing dimensions are flattened into one ``[N, F]`` view (a copy only if ``x``
+    is not contiguous).
 
     Example:
         >>> op = make_operator("random_walk", torch.tensor([[0], [1]]), None, 2)

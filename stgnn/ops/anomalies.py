@@ -404,7 +404,6 @@ def detect_anomalies(exp: Experiment, series: TrafficDataset, settings: AnomalyS
     if stats is not None:
         slot = stats.slots(series.timestamps)
         center, scale = stats.center.numpy()[slot], stats.scale.numpy()[slot]  # [T, N]
-        low, high = (expected + center - settings.threshold * scale, expected + center + settings.threshold * scale)
     mean, std = float(scan.data.scaler.mean[0]), float(scan.data.scaler.std[0])
     replaced = np.zeros(steps, dtype=bool)  # steps whose model input holds a forecast instead of a reading
     streak = np.zeros(series.num_nodes, dtype=np.int64)  # consecutive spike/drop alerts per sensor
@@ -415,9 +414,6 @@ def detect_anomalies(exp: Experiment, series: TrafficDataset, settings: AnomalyS
             expected[t] = point[0]
             if stats is None:
                 low[t], high[t] = band_low[0], band_high[0]
-            else:
-                low[t] = expected[t] + center[t] - settings.threshold * scale[t]
-                high[t] = expected[t] + center[t] + settings.threshold * scale[t]
             recomputed += 1
         if stats is not None:
             z = (observed[t] - expected[t] - center[t]) / scale[t]
@@ -436,6 +432,8 @@ def detect_anomalies(exp: Experiment, series: TrafficDataset, settings: AnomalyS
             # the model reads the target feature scaled, at input feature 0 (inputs start with the targets)
             scan.data.inputs[t, clean, 0] = torch.from_numpy(((expected[t, clean] - mean) / std).astype(np.float32))
             replaced[t] = True
+    if stats is not None:  # the z-score bands, around the final forecasts
+        low, high = (expected + center - settings.threshold * scale, expected + center + settings.threshold * scale)
     t_idx, n_idx = np.nonzero(kind != "")
     ids = np.asarray(series.node_ids, dtype=object)
     alerts = pd.DataFrame({

@@ -286,12 +286,12 @@ class Ensemble:
             chunk = starts[i : i + batch_size]
             batch = ref.data.batch(chunk)
             dists = self.member_distributions(chunk)
-            for i, (metrics, dist) in enumerate(zip(each, dists, strict=True)):
-                metrics.update(dist if self._order[i] is None else self._ordered(i, dist.point), batch.y, batch.mask)
+            for k, (metrics, dist) in enumerate(zip(each, dists, strict=True)):
+                metrics.update(dist if self._order[k] is None else self._ordered(k, dist.point), batch.y, batch.mask)
             if combined is not None and mixture:
                 combined.update(self.mixture(chunk), batch.y, batch.mask)
             elif combined is not None:
-                points = [self._ordered(i, d.point) for i, d in enumerate(dists)]
+                points = [self._ordered(k, d.point) for k, d in enumerate(dists)]
                 mixed = torch.stack([w * p for w, p in zip(self.weights, points, strict=True)]).sum(dim=0)
                 combined.update(mixed, batch.y, batch.mask)
         return combined, each

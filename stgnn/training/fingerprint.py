@@ -28,6 +28,7 @@ from stgnn.data.ondisk import converted_files
 from stgnn.data.preview import preview
 from stgnn.data.registry import DATASETS, get_info
 from stgnn.data.windows import WindowData
+from stgnn.training.config import COVARIATE_KEYS, CUSTOM_GRAPH_KEYS
 
 __all__ = [
     "align_sensors",
@@ -37,8 +38,7 @@ __all__ = [
     "fingerprint_changes",
 ]
 
-_CUSTOM_FILES = ("series", "locations", "distances", "edges", "adjacency", "time_covariates", "node_attributes")
-_COVARIATE_FILES = ("time_covariates", "node_attributes")
+_CUSTOM_FILES = ("series", *CUSTOM_GRAPH_KEYS, *COVARIATE_KEYS)
 def data_files(
     dataset: str, custom: Mapping[str, Any], root: str | os.PathLike[str] | None = None
 ) -> list[Path]:
@@ -47,7 +47,7 @@ def data_files(
     the ``custom`` covariate files, if any."""
     if dataset == "custom":
         return [Path(custom[k]) for k in _CUSTOM_FILES if custom.get(k)]
-    covariates = [Path(custom[k]) for k in _COVARIATE_FILES if custom.get(k)]
+    covariates = [Path(custom[k]) for k in COVARIATE_KEYS if custom.get(k)]
     if dataset not in DATASETS:
         return converted_files(dataset) + covariates
     info = get_info(dataset)
