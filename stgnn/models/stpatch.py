@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
 
 from stgnn.models.base import Forecaster, ModelSpec
 from stgnn.nn.attention import TransformerLayer
@@ -174,6 +173,8 @@ class STPatch(Forecaster):
         cedges = cedges.to(x.device)
         p_s = int(clusters.max()) + 1
         e = self.embed(rearrange(x, "b (p l) n f -> b p n (l f)", l=self.patch_len))  # [B, P_t, N, C]
+        from torch_geometric.utils import scatter  # lazy: see stgnn.nn.__init__
+
         tok = self.token(scatter(e, clusters, dim=-2, dim_size=p_s, reduce="mean")) + self.position
         maps: dict[str, Tensor] | None = {} if self.record_attention else None
         for i, (temporal, spatial) in enumerate(zip(self.temporal, self.spatial, strict=True)):

@@ -7,6 +7,10 @@ Graph layers take node features with the node axis at ``node_dim`` (default ``-2
 operators, as in PyG.
 Temporal layers take ``[..., T, ..., C]`` with time at ``time_dim`` (default ``-3``, i.e.
 ``[B, T, N, C]``).  All graph normalisations live in :mod:`stgnn.nn.graph_ops`.
+
+PyG's helpers (``torch_geometric.utils``) are imported inside the functions that use them:
+importing them loads ``torch._dynamo`` (~2 s, ~180 MB), which a model without graph attention,
+batch-wise normalisation or partitions never needs.
 """
 
 from stgnn.nn.adaptive import AdaptiveAdjacency

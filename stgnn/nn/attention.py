@@ -28,7 +28,6 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import add_self_loops, coalesce, remove_self_loops, scatter, softmax
 
 from stgnn.nn.diffusion import DiffusionConv
 from stgnn.nn.dropout import Dropout
@@ -47,6 +46,8 @@ def attention_edges(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: i
         >>> attention_edges(torch.tensor([[0, 0, 1], [1, 1, 1]]), None, 2).tolist()
         [[0, 0, 1], [0, 1, 1]]
     """
+    from torch_geometric.utils import add_self_loops, coalesce, remove_self_loops  # lazy: see stgnn.nn.__init__
+
     src, dst, _, _ = graph_to_coo(edge_index, edge_weight, num_nodes)  # checks the node count
     ei = torch.stack([src, dst])
     ei, _ = remove_self_loops(ei)
@@ -173,6 +174,8 @@ class GraphAttention(nn.Module):
         self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``(out [..., N, out_channels], edges [2, E'], weights [..., E', heads])``."""
+        from torch_geometric.utils import scatter, softmax  # lazy: see stgnn.nn.__init__
+
         xn = x.movedim(self.node_dim, -2)
         n = xn.size(-2)
         ei = attention_edges(edge_index, edge_weight, n)

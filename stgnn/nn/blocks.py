@@ -8,7 +8,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
 
 from stgnn.nn.dropout import Dropout, dropout
 from stgnn.nn.graph_conv import ChebGraphConv, GraphConv
@@ -109,6 +108,8 @@ class NodeLayerNorm(nn.Module):
                 f"batch must be an integer vector with one graph index per node ([{n}]), "
                 f"got {batch.dtype} of shape {tuple(batch.shape)}"
             )
+        from torch_geometric.utils import scatter  # lazy: see stgnn.nn.__init__
+
         # per-graph moments over (nodes of the graph, channels): sums over channels, then a
         # scatter over the node axis into [..., G], read back per node (two-pass variance)
         counts = scatter(torch.ones_like(batch, dtype=x.dtype), batch, 0, reduce="sum").clamp_min(1) * self.channels

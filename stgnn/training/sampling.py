@@ -39,7 +39,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch_geometric.utils import k_hop_subgraph, subgraph, to_undirected
 
 from stgnn.data.batch import Batch
 from stgnn.models import Forecaster, ModelSpec, build_model
@@ -102,6 +101,8 @@ def partition_subgraphs(
         raise ValueError(f"train.partitions must be between 1 and the number of nodes ({num_nodes}), got {partitions}")
     if halo_hops < 0:
         raise ValueError(f"train.halo_hops must be >= 0, got {halo_hops}")
+    from torch_geometric.utils import k_hop_subgraph, subgraph, to_undirected  # lazy: see stgnn.nn.__init__
+
     weight = edge_weight if edge_weight is not None else torch.ones(edge_index.size(1))
     position = neighbourhood_partition(edge_index, num_nodes, 1)  # each node's place in the order
     assignment = position * partitions // num_nodes
