@@ -17,7 +17,8 @@ import benchmark  # noqa: E402
 
 def _args(**kw: object) -> argparse.Namespace:
     base = dict(adj=Path("adj.pkl"), batch=64, threads=2, refs={}, device="cpu", models=["dcrnn"], allocs=["env"],
-                warmup=2, min_steps=3, min_time=5.0, max_steps=8, baseline=None, repeats=1, part="metr")
+                warmup=2, min_steps=3, min_time=5.0, max_steps=8, baseline=None, repeats=1, part="metr",
+                modes=["train", "infer"])
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -74,3 +75,22 @@ def test_registry_models_build_and_step(model):
     assert out.shape == (2, 12, 10, 1) and edges > 0
     out.abs().mean().backward()
     assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
+
+
+def test_modes_limit_the_jobs_and_the_as_run_ratio_is_ours_mallopt_over_ref_default(monkeypatch, capsys):
+    speeds = {("ours", "default"): 10.0, ("ours", "env"): 12.0, ("ours", "mallopt"): 30.0,
+              ("ref", "default"): 10.0, ("ref", "env"): 20.0}
+    seen: list[dict] = []
+
+    def fake_run(spec, timeout, mem_limit_gb, script=None):
+        seen.append(spec)
+        sps = speeds[(spec["impl"], spec["alloc"])]
+        return {**spec, "ok": True, "median_s": 64 / sps, "samples_per_s": sps, "peak_rss_mb": 1.0, "times_s": []}
+
+    monkeypatch.setattr(benchmark, "run_job", fake_run)
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "--part", "metr", "--models", "dcrnn", "--modes", "train",
+                                      "--ref-dir", "dcrnn=/ref", "--adj", "adj.pkl"])
+    benchmark.main()
+    assert {j["mode"] for j in seen} == {"train"} and len(seen) == 5
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| dcrnn |"))
+    assert row.split(" | ")[6:9] == ["1.00x", "0.60x", "3.00x"]  # default, env, as run
