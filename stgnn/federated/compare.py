@@ -89,7 +89,7 @@ def train_federated(
     if exps[0].data.num_windows("val") == 0:
         raise ValueError(f"{dataset.source}: the split has no validation windows; federated training needs them "
                          "to choose its best round (give data.split a validation fraction)")
-    shared = shared_state_keys(cfg, exps[0].spec)
+    shared = shared_state_keys(lambda s: build_forecaster(cfg, s), exps[0].spec)
     clients = [RegionClient(r.name, exp, shared, local_epochs=local_epochs, log=log)
                for r, exp in zip(regions, exps, strict=True)]
     result = run_fedavg(clients, rounds, verbose=verbose)

@@ -43,33 +43,32 @@ from flwr.server.strategy import FedAvg
 from flwr.server.strategy.aggregate import aggregate
 from torch import Tensor, nn
 
-from stgnn.models import ModelSpec, build_model
-from stgnn.training.config import RunConfig
-from stgnn.training.trainer import Experiment, Trainer, build_forecaster
+from stgnn.models import ModelSpec
+from stgnn.training.trainer import Experiment, Trainer
 from stgnn.training.warm_start import per_node_tensors
 
 __all__ = ["FedAvgResult", "FederatedError", "RegionClient", "run_fedavg", "shared_state_keys", "weighted_average"]
 
 
-def shared_state_keys(model: str | RunConfig, spec: ModelSpec, params: dict[str, Any] | None = None) -> list[str]:
-    """The state entries of ``model`` that federated averaging shares, in state-dict order.
+def shared_state_keys(build: Callable[[ModelSpec], nn.Module], spec: ModelSpec) -> list[str]:
+    """The state entries of a model that federated averaging shares, in state-dict order.
 
     Those that are floating point and whose shape does not depend on the number of nodes; per-node
     entries (:func:`~stgnn.training.warm_start.per_node_tensors`) and integer counters stay with
     their client.  Batch-norm running statistics are shared (plain FedAvg).
 
     Args:
-        model: A registered model name (built with ``params``), or a run config, whose model is
-            built as a run builds it (with its probabilistic head, if any).
+        build: Builds the model for a spec, as a run does (e.g.
+            ``lambda s: build_forecaster(cfg, s)``, with the run's probabilistic head, if any).
         spec: The sizes of one client's model.
-        params: The model's hyper-parameters (with a model name only).
+
+    Example:
+        >>> from stgnn.models import build_model
+        >>> spec = ModelSpec(num_nodes=5, in_channels=2, out_channels=1)
+        >>> keys = shared_state_keys(lambda s: build_model("gwnet", s), spec)
+        >>> [k for k in keys if "embedding" in k]
+        []
     """
-    if isinstance(model, RunConfig):
-        cfg = model
-        build: Callable[[ModelSpec], nn.Module] = lambda s: build_forecaster(cfg, s)  # noqa: E731
-    else:
-        name, kwargs = model, params or {}
-        build = lambda s: build_model(name, s, **kwargs)  # noqa: E731
     per_node = per_node_tensors(build, spec)
     with torch.device("meta"):
         state = build(spec).state_dict()

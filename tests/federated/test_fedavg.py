@@ -15,9 +15,9 @@ pytest.importorskip("flwr")
 from stgnn.cli import main  # noqa: E402
 from stgnn.federated.compare import make_regions  # noqa: E402
 from stgnn.federated.fedavg import FederatedError, RegionClient, run_fedavg, shared_state_keys  # noqa: E402
-from stgnn.models import ModelSpec  # noqa: E402
+from stgnn.models import ModelSpec, build_model  # noqa: E402
 from stgnn.training.config import RunConfig  # noqa: E402
-from stgnn.training.trainer import Experiment, load_data  # noqa: E402
+from stgnn.training.trainer import Experiment, build_forecaster, load_data  # noqa: E402
 
 TINY_GWNET = {"residual_channels": 4, "dilation_channels": 4, "skip_channels": 8, "end_channels": 8, "blocks": 1}
 EMBEDDINGS = ["adaptive.source_embedding", "adaptive.target_embedding"]
@@ -50,7 +50,7 @@ def _clients(cfg, cls=RegionClient):
     dataset = load_data(cfg)
     regions = make_regions(dataset, 2)
     exps = [Experiment.build(cfg, dataset=region_dataset(dataset, r.sensor_ids, r.name)) for r in regions]
-    shared = shared_state_keys(cfg.model, exps[0].spec, cfg.model_params)
+    shared = shared_state_keys(lambda s: build_forecaster(cfg, s), exps[0].spec)
     return [cls(r.name, e, shared) for r, e in zip(regions, exps, strict=True)]
 
 
@@ -80,14 +80,15 @@ def test_global_weights_are_the_example_weighted_mean_and_per_node_weights_stay_
 
 def test_shared_entries_leave_out_per_node_and_integer_state():
     spec = ModelSpec(num_nodes=5, in_channels=2, out_channels=1)
-    gwnet = shared_state_keys("gwnet", spec)
+    gwnet = shared_state_keys(lambda s: build_model("gwnet", s), spec)
     assert not set(EMBEDDINGS) & set(gwnet) and not [k for k in gwnet if k.endswith("num_batches_tracked")]
     assert any(k.endswith("running_mean") for k in gwnet)
-    assert not [k for k in shared_state_keys("stgcn", spec) if ".norm." in k]
-    assert [k for k in shared_state_keys("stgcn", spec, {"per_node_norm": False}) if ".norm." in k]
+    assert not [k for k in shared_state_keys(lambda s: build_model("stgcn", s), spec) if ".norm." in k]
+    plain = shared_state_keys(lambda s: build_model("stgcn", s, per_node_norm=False), spec)
+    assert [k for k in plain if ".norm." in k]
     # a run config builds the model as a run does: with a probabilistic head its entries are nested
     cfg = RunConfig.from_dict({"model": "gwnet", "dataset": "los-loop", "head": {"kind": "gaussian"}})
-    headed = shared_state_keys(cfg, spec)
+    headed = shared_state_keys(lambda s: build_forecaster(cfg, s), spec)
     assert headed and all(k.startswith("base.") for k in headed)
     assert not [k for k in headed if k.endswith("_embedding")]
 
