@@ -150,7 +150,7 @@ def sensors_part(args: argparse.Namespace) -> list[dict[str, Any]]:
         for n in args.sensors:
             data = str(_generate(Path(args.workdir), n, args.days))
             base = {"model": model, "data": data, "batch": PAPER_BATCH[model], "steps": args.steps,
-                    "threads": args.threads, "halo": args.halo, "eval_max_nodes": args.eval_max_nodes,
+                    "threads": args.threads, "halo": args.halo, "eval_max_nodes": args.eval_max_nodes.get(model, 0),
                     "alloc": args.alloc}
             estimate = None
             if len(full_points) >= 2:  # linear in the nodes, from the two largest measured
@@ -176,7 +176,7 @@ def length_part(args: argparse.Namespace) -> list[dict[str, Any]]:
             n_parts = args.length_parts
             rows.append(run_child({"model": model, "data": data, "batch": PAPER_BATCH[model], "steps": args.steps,
                                    "threads": args.threads, "halo": args.halo, "sampling": "partition",
-                                   "eval_max_nodes": args.eval_max_nodes, "alloc": args.alloc,
+                                   "eval_max_nodes": args.eval_max_nodes.get(model, 0), "alloc": args.alloc,
                                    "parts": n_parts}, args.timeout))
     return rows
 
@@ -222,8 +222,9 @@ def main() -> None:
                    help="skip full-graph points estimated above this (the machine is shared)")
     p.add_argument("--full-max-nodes", type=json.loads, default={"stgcn": 2000, "dcrnn": 207, "gwnet": 1000},
                    help='JSON {"model": nodes}: no full-graph point above this many nodes')
-    p.add_argument("--eval-max-nodes", type=int, default=2000,
-                   help="time one full-graph evaluation batch only up to this many nodes (CPU time)")
+    p.add_argument("--eval-max-nodes", type=json.loads, default={"stgcn": 2000, "dcrnn": 2000, "gwnet": 2000},
+                   help='JSON {"model": nodes}: time one full-graph evaluation batch only up to this many nodes '
+                        "(CPU time; Graph WaveNet's dense adaptive adjacency makes its cost grow as N^2)")
     p.add_argument("--alloc", choices=["default", "tuned"], default="default",
                    help="glibc's allocator (default: its RSS tracks live memory) or stgnn's mallopt tuning "
                         "(keeps freed memory: peak RSS then includes heap fragmentation)")
