@@ -57,6 +57,14 @@ def compile_model(model: nn.Module, warm_up: Any) -> None:
     trace) on their first call and keep them (``cached=True``); ``warm_up`` runs that first call
     eagerly, without gradients, before compiling.
 
+    Shapes are static (``dynamic=False``): every new input shape compiles once more.  A run sees
+    a few -- the full batch and the last, shorter batch of each split, in training and in
+    evaluation mode -- which stays within Dynamo's recompile limit (8 per function; beyond it,
+    e.g. sampled training with many parts of different sizes, the extra shapes run eagerly).
+    With symbolic batch sizes instead (torch's default after the first recompile), inductor
+    fails on STGCN in torch 2.13 (``cannot determine truth value of Relational``) at the first
+    short batch.
+
     Args:
         model: The model; ``model.compile()`` keeps its parameters and state-dict keys.
         warm_up: A callable running one forward pass of ``model`` on the run's graph.
@@ -73,4 +81,4 @@ def compile_model(model: nn.Module, warm_up: Any) -> None:
     model.train(was_training)
     if not isinstance(out, Tensor):
         raise TypeError(f"compile_model: warm_up returned {type(out).__name__}, not a forecast tensor")
-    model.compile()
+    model.compile(dynamic=False)
