@@ -223,8 +223,9 @@ def main() -> None:
     p.add_argument("--full-max-nodes", type=json.loads, default={"stgcn": 2000, "dcrnn": 207, "gwnet": 1000},
                    help='JSON {"model": nodes}: no full-graph point above this many nodes')
     p.add_argument("--eval-max-nodes", type=json.loads, default={"stgcn": 2000, "dcrnn": 2000, "gwnet": 2000},
-                   help='JSON {"model": nodes}: time one full-graph evaluation batch only up to this many nodes '
-                        "(CPU time; Graph WaveNet's dense adaptive adjacency makes its cost grow as N^2)")
+                   help='JSON {"model": nodes}: time one full-graph evaluation batch only up to this many nodes; '
+                        "a model not named gets none (CPU time; Graph WaveNet's dense adaptive adjacency makes "
+                        "its cost grow as N^2)")
     p.add_argument("--alloc", choices=["default", "tuned"], default="default",
                    help="glibc's allocator (default: its RSS tracks live memory) or stgnn's mallopt tuning "
                         "(keeps freed memory: peak RSS then includes heap fragmentation)")
